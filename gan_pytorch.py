@@ -1,8 +1,8 @@
 """Generative Adversarial Networks in PyTorch.
 
-You implement the parts between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (in your copy they read
-``raise NotImplementedError``). Every function states the shapes it takes and returns; the notebook's
-check cells, and ``pytest``, compare your code with reference arrays in ``gan-checks.npz``.
+Write your code where a function reads ``# YOUR CODE HERE`` (and delete the ``raise NotImplementedError``
+below it). Every function states the shapes it takes and returns; the notebook's check cells, and
+``pytest``, compare your code with reference arrays in ``gan-checks.npz``.
 
 Conventions: images are flattened to 784 values in [-1, 1]; a discriminator returns one raw score
 (a logit) per image, of shape (N, 1); noise vectors have ``noise_dim`` entries drawn uniformly from

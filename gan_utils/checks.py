@@ -474,7 +474,8 @@ def _judge_architecture(j: _Judge) -> None:
                     detail = (f"parameter tensor {i} has shape {_shape_str(got)}, expected {_shape_str(want)} "
                               f"({len(shapes)} tensors found, {len(ref_shapes)} expected)")
                     break
-        j.add("layers", False, f"{detail}. Check the layers, their sizes and their order against the docstring.")
+        j.add("layers", False, f"{detail}. Check the layers, their sizes and their order against the docstring"
+                               " (generators: the first layer's input size is the noise_dim argument).")
         j.add("output", False, "not compared: the layers must match first.")
     else:
         j.add("layers", True)

@@ -252,7 +252,7 @@ def _probe_or_fail(part: str, module: object, inputs: Case) -> dict[str, np.ndar
 
 
 def architecture_case(solution: ModuleType, part: str, rng: np.random.RandomState) -> Case:
-    noise_dim = solution.NOISE_DIM
+    noise_dim = 32  # not the default NOISE_DIM, so that a generator ignoring its noise_dim argument fails
     inputs: Case = {"noise_dim": np.array(noise_dim), "seed_init": np.array(rng.randint(2 ** 31))}
     reference = checks.ARCHITECTURES[part](solution, inputs)
     shapes, scales, offsets = _parameter_layout(reference)
