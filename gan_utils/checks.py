@@ -21,6 +21,7 @@ any correct implementation passes whatever its attribute names.
 from __future__ import annotations
 
 import math
+import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,8 +34,16 @@ import torch
 from torch import nn
 
 CHECKS_FILE = Path(__file__).resolve().parent.parent / "gan-checks.npz"
+HIDDEN_ENV = "GAN_HIDDEN_CHECKS"
 
 Arrays = dict[str, np.ndarray]
+
+
+class CheckFailed(AssertionError):
+    """A check found differences; in Jupyter it shows its message without a stack trace."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"CheckFailed: {self}"]
 
 
 @dataclass(frozen=True)
@@ -599,9 +608,21 @@ def run(part: str, module: ModuleType | None = None, cases: dict[str, Arrays] | 
     return judge(part, probe(part, module, inputs_of(case)), case)
 
 
-def check(*parts: str, module: ModuleType | None = None, quiet: bool = False) -> None:
-    """Check the named parts (all of them if none is named); raise AssertionError listing each failure."""
-    cases = load_cases()
+def hidden_references() -> Path:
+    """The grader's hidden reference file, named by $GAN_HIDDEN_CHECKS (set only when grading)."""
+    path = os.environ.get(HIDDEN_ENV)
+    if not path:
+        raise RuntimeError(f"hidden tests run only when grading: set {HIDDEN_ENV} to the hidden checks file")
+    return Path(path)
+
+
+def check(*parts: str, module: ModuleType | None = None, quiet: bool = False,
+          references: str | Path | None = None) -> None:
+    """Check the named parts (all of them if none is named); raise CheckFailed listing each failure.
+
+    ``references`` is the checks file to use (default: gan-checks.npz beside the package).
+    """
+    cases = load_cases(references)
     failures: list[str] = []
     for part in parts or PARTS:
         outcomes = run(part, module, cases)
@@ -613,4 +634,4 @@ def check(*parts: str, module: ModuleType | None = None, quiet: bool = False) ->
         for message in dict.fromkeys(o.message for o in bad):
             failures.append(message)
     if failures:
-        raise AssertionError("\n" + "\n".join(f"- {m}" for m in failures))
+        raise CheckFailed("\n" + "\n".join(f"- {m}" for m in failures))

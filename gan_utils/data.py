@@ -28,6 +28,10 @@ _IDX_MAGIC = {3: 2051, 1: 2049}  # images have 3 dimensions, labels 1
 class MNISTDataError(RuntimeError):
     """MNIST files are missing, truncated or not what they claim to be."""
 
+    def _render_traceback_(self) -> list[str]:
+        """In Jupyter, show the message alone: it says what to do, a stack trace would only hide it."""
+        return [f"MNISTDataError: {self}"]
+
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """The data directory: the argument, else $GAN_DATA_DIR, else ``data/`` beside the repository."""
