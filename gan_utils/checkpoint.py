@@ -1,0 +1,117 @@
+"""Checkpoints of the command-line GANs: written atomically, read back only if they are ours.
+
+A checkpoint is a plain dict of tensors and plain Python values, so it loads with
+``torch.load(weights_only=True)`` (no pickled code runs). Keys: ``format``, ``model``, ``config``, ``epoch``
+(completed epochs), ``batch`` (batches done in the epoch under way), ``step``, ``G``, ``D``, ``G_opt``, ``D_opt``,
+``rng`` and ``history``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "gan-assignment-checkpoint/1"
+REQUIRED = ("model", "config", "epoch", "batch", "step", "G", "D", "G_opt", "D_opt", "rng", "history")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, not ours, or made for another model."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it over ``path`` in one step.
+
+    Readers see either the old file or the complete new one, never a half-written file, even if the
+    process is killed mid-write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def save(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write ``checkpoint`` (adding the format marker) to ``path`` atomically, flushed to disk."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, **checkpoint}, f)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def load(path: str | os.PathLike, model: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint onto the CPU, checking that it is ours and (if ``model`` is given) for that model.
+
+    Raises CheckpointError with a one-line message naming the problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path} (train one with train.py, or pass --checkpoint PATH)")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # torch.save writes a zip archive
+            raise CheckpointError(f"{path} is corrupt or not a checkpoint at all (not a torch.save archive); "
+                                  "delete it or train again")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise CheckpointError(f"{path} is corrupt, cannot be read (UnpicklingError); delete it or train again"
+                                  ) from None
+        raise CheckpointError(f"{path} is not a GAN checkpoint of this project: it holds objects other than "
+                              "tensors and plain values; refusing to load it") from None
+    except Exception as exc:  # torch.load fails in many ways (RuntimeError, EOFError, KeyError...) on bad bytes
+        first = (str(exc).splitlines() or [""])[0].split(". ")[0][:100]
+        raise CheckpointError(f"{path} is corrupt or truncated, cannot be read ({type(exc).__name__}: {first}); "
+                              "delete it or train again") from None
+    if not isinstance(ckpt, dict) or "format" not in ckpt:
+        raise CheckpointError(f"{path} is not a GAN checkpoint of this project (no format marker)")
+    if ckpt["format"] != FORMAT:
+        raise CheckpointError(f"{path} has format {ckpt['format']!r}; this code reads {FORMAT!r}")
+    missing = [k for k in REQUIRED if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} is incomplete: missing {', '.join(missing)}")
+    if model is not None and ckpt["model"] != model:
+        raise CheckpointError(f"{path} was made for model {ckpt['model']!r}, not {model!r}")
+    return ckpt
+
+
+def rng_state(shuffle_state: torch.Tensor) -> dict[str, Any]:
+    """The random states a run depends on, as tensors: torch's global RNG (noise, dropout) and ``shuffle_state``,
+    the shuffle generator's state at the start of the epoch under way."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "shuffle": shuffle_state}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
+    """Restore what ``rng_state`` captured."""
+    torch.set_rng_state(state["torch"])
+    shuffle.set_state(state["shuffle"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_state(module: torch.nn.Module | torch.optim.Optimizer, state: dict[str, Any], what: str,
+               path: str | os.PathLike) -> None:
+    """``module.load_state_dict(state)``, turning a shape or key mismatch into a one-line CheckpointError."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        first = (str(exc).splitlines() or [""])[0][:160]
+        raise CheckpointError(f"{path}: its {what} does not fit this model ({first})") from None

@@ -1,0 +1,149 @@
+"""Sample from a generator trained by train.py.
+
+    python inference.py --checkpoint runs/mlp/checkpoints/last.pt --n 64 --seed 0 --out samples.png
+    python inference.py --model dcgan --interpolate 8 --steps 10     # also an interpolation grid
+
+Exit status 2 with one line on stderr when the checkpoint is missing, corrupt, not ours or for another model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.utils import save_image
+
+import gan_pytorch as gp
+from gan_utils import checkpoint as ckpt_io
+from gan_utils.models import IMG_SHAPE, MODELS
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (no usage block) and exits with status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' -> CUDA, else Apple's MPS, else the CPU; otherwise the named device, which must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device name (try auto, cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {name}: MPS is not available on this machine")
+    return device
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
+    """Save (N, 784) or (N, 1, 28, 28) images in [-1, 1] as one PNG grid, atomically."""
+    path = Path(path)
+    with ckpt_io.atomic_path(path) as tmp:
+        save_image(images.detach().float().cpu().reshape(-1, *IMG_SHAPE), tmp, nrow=nrow, normalize=True,
+                   value_range=(-1, 1), padding=2, format="png")
+    return path
+
+
+@torch.no_grad()
+def generate(G: nn.Module, noise: torch.Tensor) -> torch.Tensor:
+    """G's images for ``noise`` in eval mode (BatchNorm uses running statistics); G's mode is restored."""
+    was_training = G.training
+    G.eval()
+    try:
+        return G(noise.to(next(G.parameters()).device)).cpu()
+    finally:
+        G.train(was_training)
+
+
+def load_generator(path: str | Path, model: str | None, device: torch.device) -> tuple[nn.Module, dict]:
+    """The generator stored in checkpoint ``path`` (for ``model``, if given), in eval mode, and its config."""
+    ckpt = ckpt_io.load(path, model=model)
+    if ckpt["model"] not in MODELS:
+        raise ckpt_io.CheckpointError(f"{path} was made for model {ckpt['model']!r}, which this code does not know "
+                                      f"(known: {', '.join(MODELS)})")
+    config = ckpt["config"]
+    G = MODELS[ckpt["model"]].build_g(int(config["latent_dim"]))
+    ckpt_io.load_state(G, ckpt["G"], "generator", path)
+    return G.to(device).eval(), config
+
+
+def interpolation_noise(pairs: int, steps: int, dim: int, seed: int) -> torch.Tensor:
+    """``pairs`` rows of ``steps`` latents each, on straight lines between random latent pairs: (pairs*steps, dim)."""
+    ends = gp.sample_noise(2 * pairs, dim, seed=seed + 1)  # seed + 1: other latents than the sample grid's
+    return torch.cat([gp.interpolate_latent(ends[2 * i], ends[2 * i + 1], steps) for i in range(pairs)])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    p = Parser(prog="inference.py", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="checkpoint file (default: runs/<model>/checkpoints/last.pt)")
+    p.add_argument("--model", choices=list(MODELS), default=None,
+                   help="expected model; the checkpoint must be for it (default: whatever the checkpoint holds)")
+    p.add_argument("--n", type=positive_int, default=64, help="number of samples (default 64)")
+    p.add_argument("--nrow", type=positive_int, default=None, help="images per grid row (default ~sqrt(n))")
+    p.add_argument("--seed", type=int, default=0, help="noise seed: the same seed gives the same samples")
+    p.add_argument("--out", type=Path, default=Path("images/samples.png"), help="PNG to write")
+    p.add_argument("--interpolate", type=int, default=0, metavar="PAIRS",
+                   help="also write a grid interpolating between PAIRS random latent pairs (default 0: none)")
+    p.add_argument("--steps", type=int, default=10, help="images per interpolation row, at least 2 (default 10)")
+    p.add_argument("--interp_out", type=Path, default=None,
+                   help="interpolation PNG (default: <out stem>_interp.png)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    args = p.parse_args(argv)
+    if args.interpolate < 0:
+        p.error(f"argument --interpolate: must be >= 0, got {args.interpolate}")
+    if args.steps < 2:
+        p.error(f"argument --steps: must be at least 2, got {args.steps}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run inference; return the exit status."""
+    args = parse_args(argv)
+    try:
+        device = pick_device(args.device)
+        path = args.checkpoint or Path("runs") / (args.model or "mlp") / "checkpoints" / "last.pt"
+        G, config = load_generator(path, args.model, device)
+    except (ValueError, ckpt_io.CheckpointError) as exc:
+        print(f"inference.py: error: {exc}", file=sys.stderr)
+        return 2
+    dim = int(config["latent_dim"])
+    nrow = args.nrow or math.ceil(math.sqrt(args.n))
+    out = save_grid(generate(G, gp.sample_noise(args.n, dim, seed=args.seed)), args.out, nrow=nrow)
+    print(f"wrote {args.n} samples to {out}")
+    if args.interpolate:
+        interp_out = args.interp_out or args.out.with_name(f"{args.out.stem}_interp.png")
+        z = interpolation_noise(args.interpolate, args.steps, dim, args.seed)
+        save_grid(generate(G, z), interp_out, nrow=args.steps)
+        print(f"wrote {args.interpolate}x{args.steps} interpolation grid to {interp_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
