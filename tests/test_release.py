@@ -1,0 +1,80 @@
+"""The student release: the files students need, and nothing of the instructor's."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from instructor import fixtures
+from instructor.release import ReleaseError, build_release, find_leaks, solution_lines
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("release")
+    notebook = fixtures.fixture_notebook(tmp / "src" / "GAN.ipynb")
+    out = tmp / "release"
+    build_release(out, notebook)
+    return out, notebook
+
+
+def test_release_has_what_students_need(release):
+    out, _ = release
+    for rel in ("GAN.ipynb", "gan_pytorch.py", "gan-checks.npz", "gan_utils/checks.py", "gan_utils/data.py",
+                "tests/test_gan_pytorch.py", "requirements.txt", "README.md", "images/.gitkeep"):
+        assert (out / rel).is_file(), rel
+    names = {p.relative_to(out).parts[0] for p in out.rglob("*")}
+    assert not names & {"instructor", "bench", "tools", ".ci", "train.py", "inference.py"}
+    assert not list(out.rglob("hidden-checks*")) and not list(out.rglob("__pycache__"))
+    assert [p.name for p in (out / "tests").iterdir()] == ["test_gan_pytorch.py"]
+
+
+def test_no_solution_or_hidden_test_anywhere(release):
+    out, _ = release
+    secrets = solution_lines(fixtures.solution_source())
+    assert len(secrets) > 20  # the search has something to find
+    assert find_leaks(out, secrets) == []
+    for path in (p for p in out.rglob("*") if p.is_file()):
+        text = path.read_bytes().decode("utf-8", "replace")
+        assert "BEGIN HIDDEN TESTS" not in text and "hidden-checks" not in text, path
+        assert fixtures.SECRET_ANSWER not in text and 'check("discriminator_loss")' not in text, path
+
+
+def test_released_notebook_is_locked_and_stubbed(release):
+    out, _ = release
+    nb = fixtures.nbformat.read(out / "GAN.ipynb", as_version=4)
+    checks = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("check_")]
+    assert len(checks) == 2 and all(c.metadata["nbgrader"]["locked"] for c in checks)
+    [answer] = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "q_modes"]
+    assert "YOUR ANSWER HERE" in answer.source
+
+
+def test_released_module_imports_and_is_stubbed(release, tmp_path):
+    out, _ = release
+    code = ("import gan_pytorch\ntry:\n    gan_pytorch.bce_loss(None, None)\nexcept NotImplementedError as e:\n"
+            "    print('stub:', e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=out, capture_output=True, text=True)
+    assert proc.returncode == 0 and "stub: bce_loss is not implemented yet" in proc.stdout, proc.stderr
+
+
+def test_leak_search_finds_planted_leaks(release, tmp_path):
+    out, notebook = release
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert find_leaks(copy, solution_lines(fixtures.solution_source())) == []
+    secret = max(solution_lines(fixtures.solution_source()), key=len)
+    (copy / "gan_utils" / "extra.py").write_text(f"x = 1\n    {secret}\n")
+    (copy / "notes.txt").write_text("### BEGIN HIDDEN TESTS\n")
+    (copy / "instructor").mkdir()
+    (copy / "instructor" / "x.py").write_text("")
+    leaks = "\n".join(find_leaks(copy, solution_lines(fixtures.solution_source())))
+    assert "extra.py: contains the solution line" in leaks and "notes.txt" in leaks and "instructor-only" in leaks
+
+
+def test_release_refuses_to_overwrite(release):
+    out, notebook = release
+    with pytest.raises(ReleaseError, match="not empty"):
+        build_release(out, notebook)
+    with pytest.raises(ReleaseError, match="not found"):
+        build_release(out.parent / "other", out.parent / "missing.ipynb")
