@@ -21,7 +21,6 @@ any correct implementation passes whatever its attribute names.
 from __future__ import annotations
 
 import math
-import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +33,6 @@ import torch
 from torch import nn
 
 CHECKS_FILE = Path(__file__).resolve().parent.parent / "gan-checks.npz"
-HIDDEN_ENV = "GAN_HIDDEN_CHECKS"
 
 Arrays = dict[str, np.ndarray]
 
@@ -575,7 +573,7 @@ def judge(part: str, outputs: Arrays, case: Arrays) -> list[Outcome]:
     error_type = str(outputs.get("error_type", ""))
     if error_type:
         if error_type == "NotImplementedError":
-            why = (f"{fn}: not implemented yet. Write it between ### BEGIN SOLUTION and ### END SOLUTION "
+            why = (f"{fn}: not implemented yet. Replace the raise NotImplementedError under # YOUR CODE HERE "
                    "in gan_pytorch.py.")
         else:
             why = f"{fn} raised {outputs.get('error')}"
@@ -606,14 +604,6 @@ def run(part: str, module: ModuleType | None = None, cases: dict[str, Arrays] | 
     cases = cases if cases is not None else load_cases()
     case = cases[part]
     return judge(part, probe(part, module, inputs_of(case)), case)
-
-
-def hidden_references() -> Path:
-    """The grader's hidden reference file, named by $GAN_HIDDEN_CHECKS (set only when grading)."""
-    path = os.environ.get(HIDDEN_ENV)
-    if not path:
-        raise RuntimeError(f"hidden tests run only when grading: set {HIDDEN_ENV} to the hidden checks file")
-    return Path(path)
 
 
 def check(*parts: str, module: ModuleType | None = None, quiet: bool = False,
