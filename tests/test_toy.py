@@ -1,0 +1,159 @@
+"""Tests of the toy 2D part: metrics on constructed samples, data, packing, and the shape of a tiny run."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import gan_pytorch as gp
+from gan_utils import toy
+
+
+@pytest.fixture(scope="module")
+def dataset() -> gp.Toy2dGridGaussiansDataset:
+    return gp.Toy2dGridGaussiansDataset(n_samples=5000)
+
+
+def test_dataset_shape_modes_and_reproducibility(dataset):
+    assert dataset.points.shape == (5000, 2) and dataset.points.dtype == torch.float32
+    assert dataset.modes.shape == (25, 2)
+    assert set(dataset.modes.flatten().tolist()) == {-4.0, -2.0, 0.0, 2.0, 4.0}
+    again = gp.Toy2dGridGaussiansDataset(n_samples=5000)
+    assert torch.equal(dataset.points, again.points)
+    assert not torch.equal(dataset.points, gp.Toy2dGridGaussiansDataset(n_samples=5000, seed=1).points)
+    # every point is near its own mode: the real data scores (almost) perfectly
+    assert (dataset.points - dataset.modes[dataset.labels]).norm(dim=1).max() < 0.5
+
+
+def test_metrics_all_modes_perfect(dataset):
+    samples = dataset.modes.repeat(100, 1)  # 100 exact copies of every mode
+    m = toy.mode_metrics(samples, dataset)
+    assert m["modes"] == 25 and m["high_quality"] == 1.0
+    assert m["reverse_kl"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_metrics_on_real_data_are_near_perfect(dataset):
+    m = toy.mode_metrics(dataset.points[:2500], dataset)
+    assert m["modes"] == 25
+    assert m["high_quality"] > 0.98  # 3 std in 2D keeps 98.9 % of a Gaussian
+    assert m["reverse_kl"] < 0.02
+
+
+def test_metrics_one_mode(dataset):
+    samples = torch.tensor([[2.0, -4.0]]) + 0.01 * torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
+    m = toy.mode_metrics(samples, dataset)
+    assert m["modes"] == 1 and m["high_quality"] == 1.0
+    assert m["reverse_kl"] == pytest.approx(math.log(25))
+
+
+def test_metrics_far_from_modes(dataset):
+    samples = torch.tensor([[1.0, 1.0], [-3.0, 3.0], [10.0, 10.0]]).repeat(10, 1)  # midway between modes, or out
+    m = toy.mode_metrics(samples, dataset)
+    assert m["modes"] == 0 and m["high_quality"] == 0.0 and math.isnan(m["reverse_kl"])
+
+
+def test_metrics_threshold_is_three_std_and_counts_only_high_quality(dataset):
+    # half the samples 0.1 (2 std) from mode (0, 0), half 0.2 (4 std) from mode (4, 4); numpy input works too
+    samples = np.array([[0.1, 0.0]] * 50 + [[4.0, 3.8]] * 50, dtype=np.float32)
+    m = toy.mode_metrics(samples, dataset)
+    assert m["modes"] == 1 and m["high_quality"] == 0.5
+    assert m["reverse_kl"] == pytest.approx(math.log(25))  # the far half is not in the histogram
+    # two modes hit 3:1 -> KL = sum p log(25 p)
+    samples = np.array([[0.0, 0.0]] * 75 + [[2.0, 2.0]] * 25, dtype=np.float32)
+    expected = 0.75 * math.log(25 * 0.75) + 0.25 * math.log(25 * 0.25)
+    assert toy.mode_metrics(samples, dataset)["reverse_kl"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((0, 2)), np.zeros((5, 3)), np.zeros(4), np.full((2, 2), np.nan)])
+def test_metrics_reject_bad_samples(dataset, bad):
+    with pytest.raises(ValueError, match="samples"):
+        toy.mode_metrics(bad, dataset)
+
+
+def test_packing_shapes():
+    x = torch.arange(24.0).reshape(12, 2)
+    packed = toy.Pack(4)(x)
+    assert packed.shape == (3, 8)
+    assert torch.equal(packed[1], x[4:8].flatten())  # consecutive samples go into one pack
+    D = toy.toy_discriminator(hidden=16, layers=2, pack=4)
+    assert toy.pack_size(D) == 4 and D(x).shape == (3, 1)
+    assert toy.pack_size(toy.toy_discriminator(hidden=16)) == 1
+    with pytest.raises(ValueError, match="divisible by 4"):
+        D(x[:10])
+    with pytest.raises(ValueError, match="divisible"):
+        toy.ToyConfig(batch_size=100, pack=3)
+
+
+def test_networks_shapes():
+    G = toy.toy_generator(noise_dim=5, hidden=8, layers=2)
+    assert G(torch.zeros(7, 5)).shape == (7, 2)
+    D = toy.toy_discriminator(hidden=8, layers=2, maxout=3)
+    assert D(torch.zeros(7, 2)).shape == (7, 1)
+    assert toy.Maxout(2, 4, 3)(torch.randn(5, 2)).shape == (5, 4)
+    assert toy.decision_surface(toy.toy_discriminator(hidden=8, pack=2), n=11).shape == (11, 11)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="loss must be one of"):
+        toy.ToyConfig(loss="wasserstein")
+    with pytest.raises(ValueError, match="iters"):
+        toy.ToyConfig(iters=0)
+
+
+def test_tiny_config_keeps_snapshots_inside_the_run():
+    tiny = toy.ToyConfig(iters=3000, snapshots=(100, 500, 1500)).tiny()
+    assert tiny.iters == toy.SMOKE_ITERS
+    assert all(0 < s < tiny.iters for s in tiny.snapshots) and len(tiny.snapshots) >= 2
+
+
+def test_tiny_training_run_structure(dataset, monkeypatch):
+    monkeypatch.delenv("GAN_SMOKE", raising=False)
+    config = toy.ToyConfig(iters=12, snapshots=(4, 8), log_every=5, g_hidden=16, d_hidden=16, d_maxout=2, pack=2)
+    threads = torch.get_num_threads()
+    run = toy.train_toy_gan(config, seed=3, dataset=dataset)
+    assert torch.get_num_threads() == threads
+    assert [s.iteration for s in run.snapshots] == [4, 8, 12]
+    for snap in run.snapshots:
+        assert snap.samples.shape == (toy.N_EVAL, 2) and np.isfinite(snap.samples).all()
+        assert snap.surface.ndim == 2 and ((snap.surface >= 0) & (snap.surface <= 1)).all()
+    assert run.history["iteration"] == [5, 10, 12]
+    assert set(run.history) == {"iteration", "d_loss", "g_loss", "d_real", "d_fake", "g_grad"}
+    assert all(len(v) == 3 for v in run.history.values())
+    assert set(run.metrics) == set(toy.METRICS) and run.seconds > 0
+    assert isinstance(run.trainer, gp.GANTrainer)
+    # the same seed reproduces the run exactly
+    again = toy.train_toy_gan(config, seed=3, dataset=dataset)
+    np.testing.assert_array_equal(run.snapshots[-1].samples, again.snapshots[-1].samples)
+
+
+def test_saturating_run_uses_the_saturating_loss(dataset, monkeypatch):
+    monkeypatch.delenv("GAN_SMOKE", raising=False)
+    run = toy.train_toy_gan(toy.ToyConfig(loss="saturating", iters=3, log_every=1, g_hidden=8, d_hidden=8),
+                            dataset=dataset)
+    assert all(g <= 0 for g in run.history["g_loss"])  # log(1 - D) is never positive
+
+
+def test_smoke_mode_caps_iterations(dataset, monkeypatch):
+    monkeypatch.setenv("GAN_SMOKE", "1")
+    run = toy.train_toy_gan(toy.ToyConfig(iters=5000, snapshots=(1000, 2500), g_hidden=8, d_hidden=8),
+                            dataset=dataset)
+    assert run.snapshots[-1].iteration == toy.SMOKE_ITERS and len(run.snapshots) == 3
+
+
+def test_table_and_plots(dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("GAN_SMOKE", "1")
+    small = dict(g_hidden=8, d_hidden=8, snapshots=(5, 10))
+    sat = toy.train_toy_gan(toy.ToyConfig(loss="saturating", **small), dataset=dataset)
+    results = toy.compare({"a": toy.ToyConfig(**small), "b": toy.ToyConfig(d_maxout=2, **small)}, seeds=[0, 1],
+                          dataset=dataset, verbose=False)
+    table = toy.format_table(results)
+    assert table.count("\n") == 4 and "| a | 2 |" in table and "PacGAN4" in table
+    summary = toy.summarize(results["a"])
+    assert summary["modes"][0] == np.mean([r.metrics["modes"] for r in results["a"]])
+    for name, fig in [("snap.png", toy.plot_toy_snapshots(sat, tmp_path / "snap.png", dataset=dataset)),
+                      ("loss.png", toy.plot_loss_comparison(sat, results["a"][0], tmp_path / "loss.png")),
+                      ("cmp.png", toy.plot_comparison(results, tmp_path / "cmp.png"))]:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        toy.plt.close(fig)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp.png", "loss.png", "snap.png"]  # no temp files left
