@@ -58,16 +58,22 @@ def test_nbgrader_metadata_is_consistent(notebook):
             assert meta["solution"], meta["grade_id"]
 
 
-def run_notebook(folder: Path, env: dict[str, str], timeout: int = 900) -> nbformat.NotebookNode:
+def run_notebook(folder: Path, env: dict[str, str], timeout: int = 900, allow_errors: bool = True
+                 ) -> nbformat.NotebookNode:
+    """Execute folder/GAN.ipynb in place of a student; with allow_errors=False it stops at the first error."""
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(folder / "GAN.ipynb", as_version=4)
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits the environment of this process
     try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
                                 resources={"metadata": {"path": str(folder)}})
-        client.execute()
+        try:
+            client.execute()
+        except CellExecutionError:
+            pass  # the error is in the failing cell's outputs
     finally:
         for k, v in old.items():
             if v is None:
@@ -101,3 +107,21 @@ def test_solution_runs_top_to_bottom_in_smoke_mode(tmp_path):
     assert not missing, f"not written: {missing}; written: {sorted(written)}"
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "[FAIL]" not in printed and printed.count("[PASS]") >= len(PARTS)
+
+
+def test_release_stops_at_the_first_unimplemented_part(tmp_path):
+    """The student version runs until its first check, which fails saying the function is not implemented."""
+    from instructor.release import build_release
+
+    folder = tmp_path / "release"
+    build_release(folder)
+    nb = run_notebook(folder, {"GAN_SMOKE": "1", "PYTHONPATH": str(folder)}, allow_errors=False)
+    failed = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+              and any(o.output_type == "error" for o in c.outputs)]
+    assert len(failed) == 1
+    index, cell = failed[0]
+    assert nbgrader(cell)["grade_id"] == "check_sample_noise"
+    assert "### BEGIN HIDDEN TESTS" not in cell.source
+    error = next(o for o in cell.outputs if o.output_type == "error")
+    assert error.ename == "CheckFailed" and "sample_noise: not implemented yet" in error.evalue
+    assert all(c.execution_count for c in nb.cells[:index] if c.cell_type == "code")
