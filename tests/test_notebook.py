@@ -125,3 +125,24 @@ def test_release_stops_at_the_first_unimplemented_part(tmp_path):
     error = next(o for o in cell.outputs if o.output_type == "error")
     assert error.ename == "CheckFailed" and "sample_noise: not implemented yet" in error.evalue
     assert all(c.execution_count for c in nb.cells[:index] if c.cell_type == "code")
+
+
+def test_grader_gives_the_solution_full_marks_with_the_real_notebook(tmp_path):
+    """End to end: the released notebook beside the solution module, graded by the instructor tool."""
+    import subprocess
+
+    from instructor.release import build_release
+
+    release = tmp_path / "release"
+    build_release(release)
+    submission = tmp_path / "submissions" / "alice"
+    submission.mkdir(parents=True)
+    shutil.copy(ROOT / "gan_pytorch.py", submission)
+    shutil.copy(release / "GAN.ipynb", submission)
+    result = subprocess.run([sys.executable, "-m", "instructor", "check", str(submission)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    notebook_part = result.stdout.split("## Notebook")[1]
+    for part in PARTS:
+        assert f"[x] check_{part}" in notebook_part
+    assert "[ ]" not in notebook_part
