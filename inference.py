@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.utils import save_image
 
 import gan_pytorch as gp
 from gan_utils import checkpoint as ckpt_io
-from gan_utils.models import IMG_SHAPE, MODELS
+from gan_utils.models import MODELS
+from gan_utils.training import sample, save_grid
 
 
 class Parser(argparse.ArgumentParser):
@@ -57,26 +57,6 @@ def pick_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"--device {name}: MPS is not available on this machine")
     return device
-
-
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
-    """Save (N, 784) or (N, 1, 28, 28) images in [-1, 1] as one PNG grid, atomically."""
-    path = Path(path)
-    with ckpt_io.atomic_path(path) as tmp:
-        save_image(images.detach().float().cpu().reshape(-1, *IMG_SHAPE), tmp, nrow=nrow, normalize=True,
-                   value_range=(-1, 1), padding=2, format="png")
-    return path
-
-
-@torch.no_grad()
-def generate(G: nn.Module, noise: torch.Tensor) -> torch.Tensor:
-    """G's images for ``noise`` in eval mode (BatchNorm uses running statistics); G's mode is restored."""
-    was_training = G.training
-    G.eval()
-    try:
-        return G(noise.to(next(G.parameters()).device)).cpu()
-    finally:
-        G.train(was_training)
 
 
 def load_generator(path: str | Path, model: str | None, device: torch.device) -> tuple[nn.Module, dict]:
@@ -135,12 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dim = int(config["latent_dim"])
     nrow = args.nrow or math.ceil(math.sqrt(args.n))
-    out = save_grid(generate(G, gp.sample_noise(args.n, dim, seed=args.seed)), args.out, nrow=nrow)
+    out = save_grid(sample(G, gp.sample_noise(args.n, dim, seed=args.seed)), args.out, nrow=nrow)
     print(f"wrote {args.n} samples to {out}")
     if args.interpolate:
         interp_out = args.interp_out or args.out.with_name(f"{args.out.stem}_interp.png")
         z = interpolation_noise(args.interpolate, args.steps, dim, args.seed)
-        save_grid(generate(G, z), interp_out, nrow=args.steps)
+        save_grid(sample(G, z), interp_out, nrow=args.steps)
         print(f"wrote {args.interpolate}x{args.steps} interpolation grid to {interp_out}")
     return 0
 

@@ -30,7 +30,8 @@ import gan_pytorch as gp  # noqa: E402
 from gan_utils import checkpoint as ckpt_io  # noqa: E402
 from gan_utils.data import MNISTDataError, iterate_minibatches, load_mnist  # noqa: E402
 from gan_utils.models import IMG_SHAPE, MODELS, build  # noqa: E402
-from inference import Parser, generate, pick_device, positive_int, save_grid  # noqa: E402
+from gan_utils.training import sample, save_grid  # noqa: E402
+from inference import Parser, pick_device, positive_int  # noqa: E402
 
 FIXED_SAMPLES = 64
 SYNC_EVERY = 25  # steps between reading losses back (a device sync): NaN checks and progress-bar updates
@@ -260,7 +261,7 @@ def train(args: argparse.Namespace) -> int:
                         flush()
                         bar.set_postfix({k: f"{v[-1]:.3f}" for k, v in history.items()}, refresh=False)
                     if step % args.sample_interval == 0:
-                        save_grid(generate(gan.G, fixed_noise), out_dir / "images" / f"{step:07d}.png")
+                        save_grid(sample(gan.G, fixed_noise), out_dir / "images" / f"{step:07d}.png")
                     bar.update()
                     if stop.signum is not None or step == args.stop_after_steps:
                         stopped = stop.signum or signal.SIGINT
@@ -287,7 +288,7 @@ def train(args: argparse.Namespace) -> int:
         print(f"train.py: {name}: stopped at epoch {epoch} step {step}; checkpoint saved to {ckpt_path}; "
               "continue with --resume", file=sys.stderr)
         return 128 + stopped
-    save_grid(generate(gan.G, fixed_noise), out_dir / "images" / "final.png")
+    save_grid(sample(gan.G, fixed_noise), out_dir / "images" / "final.png")
     plot_losses(history, out_dir / "loss.png")
     print(f"done: {step} steps; checkpoint {ckpt_path}, samples {out_dir / 'images'}, losses {out_dir / 'loss.png'}")
     return 0

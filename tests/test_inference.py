@@ -71,12 +71,12 @@ def test_seed_fixes_the_samples(ckpt_path: Path, tmp_path: Path, capsys: pytest.
     assert not torch.equal(pixels["a"], pixels["c"])
 
 
-def test_sampling_leaves_the_generator_in_eval_mode_and_matches_generate(ckpt_path: Path) -> None:
+def test_sampling_leaves_the_generator_in_eval_mode_and_matches_sample(ckpt_path: Path) -> None:
     G, config = inference.load_generator(ckpt_path, "dcgan", torch.device("cpu"))
     assert not G.training
     z = torch.rand(5, config["latent_dim"]) * 2 - 1
-    assert torch.equal(inference.generate(G, z), inference.generate(G, z))  # eval BatchNorm: no batch dependence
-    assert torch.allclose(inference.generate(G, z)[:2], inference.generate(G, z[:2]), atol=1e-6)
+    assert torch.equal(inference.sample(G, z), inference.sample(G, z))  # eval BatchNorm: no batch dependence
+    assert torch.allclose(inference.sample(G, z)[:2], inference.sample(G, z[:2]), atol=1e-6)
 
 
 def test_interpolation_grid(ckpt_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
