@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 import gan_pytorch as gp
+from gan_utils.training import is_smoke
 
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 PACGAN4 = {"modes": 24.8, "high_quality": 0.936, "reverse_kl": 0.04}  # PacGAN paper, Table 1 (2D grid)
@@ -36,11 +37,6 @@ METRICS = ("modes", "high_quality", "reverse_kl")
 N_EVAL = 2500  # generated samples per evaluation, as in VEEGAN / PacGAN
 LIMIT = 6.0  # plots show [-LIMIT, LIMIT]^2
 SMOKE_ITERS = 20
-
-
-def smoke_mode() -> bool:
-    """True when ``GAN_SMOKE=1``: every run is cut to ``SMOKE_ITERS`` iterations."""
-    return os.environ.get("GAN_SMOKE", "") not in ("", "0")
 
 
 # ---------------------------------------------------------------------------------------------- networks
@@ -254,7 +250,7 @@ def train_toy_gan(config: ToyConfig = BASELINE, seed: int = 0,
     PyTorch runs on one thread meanwhile (restored after): for networks this small, extra threads cost more
     in synchronisation than they save, and are slowed down badly by any other process on the machine.
     """
-    if smoke_mode():
+    if is_smoke():
         config = config.tiny()
     dataset = dataset if dataset is not None else gp.Toy2dGridGaussiansDataset()
     points = dataset.points
