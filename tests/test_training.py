@@ -76,7 +76,7 @@ def test_fit_rejects_bad_settings(kwargs: dict, match: str, images: torch.Tensor
 
 
 def test_make_gan_wires_the_right_parts() -> None:
-    trainer, ema = training.make_gan("lsgan")
+    trainer, ema = training.make_gan("lsgan", training.Recipe(batch_size=8, iterations=1, ema_decay=0.9))
     assert trainer.discriminator_loss is gp.ls_discriminator_loss and not trainer.logits
     assert ema is not None
     trainer, ema = training.make_gan("dcgan", training.CS231N["dcgan"])
