@@ -29,6 +29,7 @@ from tqdm import tqdm  # noqa: E402
 import gan_pytorch as gp  # noqa: E402
 from gan_utils import checkpoint as ckpt_io  # noqa: E402
 from gan_utils.data import MNISTDataError, iterate_minibatches, load_mnist  # noqa: E402
+from gan_utils.files import atomic_path  # noqa: E402
 from gan_utils.models import IMG_SHAPE, MODELS, build  # noqa: E402
 from gan_utils.training import sample, save_grid  # noqa: E402
 from inference import Parser, pick_device, positive_int  # noqa: E402
@@ -159,7 +160,7 @@ def plot_losses(history: dict[str, list[float]], path: Path) -> None:
         ax.set(xlabel="step", title=title)
         ax.legend()
     fig.tight_layout()
-    with ckpt_io.atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
 

@@ -8,15 +8,14 @@ A checkpoint is a plain dict of tensors and plain Python values, so it loads wit
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from gan_utils.files import atomic_path
 
 FORMAT = "gan-assignment-checkpoint/1"
 REQUIRED = ("model", "config", "epoch", "batch", "step", "G", "D", "G_opt", "D_opt", "rng", "history")
@@ -24,25 +23,6 @@ REQUIRED = ("model", "config", "epoch", "batch", "step", "G", "D", "G_opt", "D_o
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, not ours, or made for another model."""
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success move it over ``path`` in one step.
-
-    Readers see either the old file or the complete new one, never a half-written file, even if the
-    process is killed mid-write.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def save(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:

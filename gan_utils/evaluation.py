@@ -14,8 +14,6 @@ gives three numbers per generator:
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from functools import lru_cache
@@ -25,6 +23,8 @@ import numpy as np
 import scipy.linalg
 import torch
 from torch import nn
+
+from gan_utils.files import atomic_path
 
 WEIGHTS_FILE = Path(__file__).resolve().parent / "mnist_classifier.pt"
 EVAL_SAMPLES = 10_000
@@ -63,15 +63,8 @@ def save_classifier(model: MNISTClassifier, test_accuracy: float, path: str | Pa
     """Write the weights (as float16, to keep the committed file small) and the test accuracy, atomically."""
     path = Path(path)
     state = {k: v.detach().to(torch.float16) if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"state_dict": state, "test_accuracy": float(test_accuracy)}, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 @lru_cache(maxsize=2)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 import gan_pytorch as gp
+from gan_utils.files import atomic_path
 from gan_utils.training import is_smoke
 
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
@@ -380,13 +381,8 @@ def format_table(results: Mapping[str, Sequence[ToyRun]], reference: bool = True
 def save_figure(fig: plt.Figure, path: str | os.PathLike) -> Path:
     """Save ``fig`` as PNG atomically (temporary file, then rename), creating the folder; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

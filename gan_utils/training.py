@@ -12,7 +12,6 @@ which is ``make_gan`` (D, G, Adam, losses, EMA copy of G) followed by ``fit`` (t
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 
 import gan_pytorch as gp
 from gan_utils.data import iterate_minibatches
+from gan_utils.files import atomic_path
 
 IMAGE_DIR = Path(__file__).resolve().parent.parent / "images"
 SMOKE_ITERATIONS = 6
@@ -193,17 +193,9 @@ def _batches(images: torch.Tensor, batch_size: int, generator: torch.Generator) 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
     """Save (N, 784) or (N, 1, 28, 28) images in [-1, 1] as one PNG grid, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".png.tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_image(images.detach().float().cpu().reshape(-1, 1, 28, 28), tmp, nrow=nrow, normalize=True,
                    value_range=(-1, 1), padding=2, format="png")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

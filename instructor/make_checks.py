@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +21,7 @@ import torch
 from torch import nn
 
 from gan_utils import checks
+from gan_utils.files import atomic_path
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_FILE = ROOT / "gan-checks.npz"
@@ -349,15 +348,8 @@ def build_cases(solution: ModuleType, seed: int) -> dict[str, Case]:
 def write_cases(cases: dict[str, Case], path: Path) -> None:
     """Write atomically: a failure half-way never replaces a good file."""
     flat = {f"{part}.{key}": value for part, case in cases.items() for key, value in case.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:  # a file object: numpy would append ".npz" to a name
-            np.savez_compressed(f, **flat)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a name
+        np.savez_compressed(f, **flat)
 
 
 def main(argv: list[str] | None = None) -> None:
