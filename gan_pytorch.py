@@ -17,26 +17,27 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-NOISE_DIM = 96
+NOISE_DIM = 96  # the size of the generator's input
+LEARNING_RATE = 1e-3  # Adam's settings for every network (CS231n's; beta1 = 0.5 as in DCGAN)
+BETAS = (0.5, 0.999)
 
 LossFn = Callable[..., torch.Tensor]
 
 
 def sample_noise(batch_size: int, dim: int, seed: int | None = None) -> torch.Tensor:
-    """Draw a batch of noise vectors, uniform on [-1, 1].
+    """Draw a batch of noise vectors, uniform on [-1, 1], with torch's random number generator.
 
     Inputs:
     - batch_size: N, the number of vectors.
     - dim: D, the size of each vector.
-    - seed: if given, the same seed returns the same noise.
+    - seed: if given, torch's generator is seeded with it first, so the same seed returns the same noise.
 
     Returns: float32 tensor of shape (N, D) with values in [-1, 1].
     """
-    ### BEGIN SOLUTION
-    generator = None
     if seed is not None:
-        generator = torch.Generator().manual_seed(seed)
-    return torch.rand(batch_size, dim, generator=generator) * 2 - 1
+        torch.manual_seed(seed)
+    ### BEGIN SOLUTION
+    return torch.rand(batch_size, dim) * 2 - 1
     ### END SOLUTION
 
 
@@ -180,9 +181,11 @@ def ls_generator_loss(scores_fake: torch.Tensor) -> torch.Tensor:
 
 
 def get_optimizer(model: nn.Module) -> torch.optim.Optimizer:
-    """Adam over all of ``model``'s parameters, with learning rate 1e-3 and betas (0.5, 0.999)."""
+    """Adam over all of ``model``'s parameters, with learning rate ``LEARNING_RATE`` (1e-3) and betas ``BETAS``
+    ((0.5, 0.999)).
+    """
     ### BEGIN SOLUTION
-    return torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    return torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, betas=BETAS)
     ### END SOLUTION
 
 
@@ -278,8 +281,9 @@ class GANTrainer:
         self.noise_dim = noise_dim
         self.logits = logits
 
-    def to_probability(self, out: torch.Tensor) -> torch.Tensor:
-        """Mean of D's output as reported in StepStats: sigmoid of logits, or raw LSGAN scores."""
+    def mean_output(self, out: torch.Tensor) -> torch.Tensor:
+        """D's mean output on a batch, as StepStats reports it: the mean probability sigmoid(s) when D returns
+        logits, the mean raw score for LSGAN (``logits=False``). A detached 0-dim tensor."""
         return (torch.sigmoid(out) if self.logits else out).mean().detach()
 
     def train_step(self, real_batch: torch.Tensor) -> StepStats:
@@ -295,7 +299,7 @@ class GANTrainer:
 
         Input: real_batch, (N, ...) real samples (N images of (1, 28, 28) or 784 values, or toy points).
         Returns: StepStats(d_loss, g_loss, d_real, d_fake), each a detached 0-dim tensor; d_real and
-        d_fake come from the discriminator step and go through ``self.to_probability``.
+        d_fake come from the discriminator step and go through ``self.mean_output``.
         """
         ### BEGIN SOLUTION
         n = real_batch.shape[0]
@@ -315,7 +319,7 @@ class GANTrainer:
         self.G_solver.step()
 
         return StepStats(d_loss.detach(), g_loss.detach(),
-                         self.to_probability(out_real), self.to_probability(out_fake))
+                         self.mean_output(out_real), self.mean_output(out_fake))
         ### END SOLUTION
 
 

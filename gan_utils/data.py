@@ -1,12 +1,13 @@
 """MNIST from the four standard IDX files, held in memory, with an offline path.
 
 The data directory is, in order: the ``data_dir`` argument, the ``GAN_DATA_DIR`` environment variable,
-``data/`` beside this repository. Inside it the files may sit in ``MNIST/raw/`` (torchvision's layout),
-``raw/`` or the directory itself, gzipped or not.
+``data/`` in the project folder (the folder that holds ``gan_utils/``). Inside it the files may sit in
+``MNIST/raw/`` (torchvision's layout), ``raw/`` or the directory itself, gzipped or not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ class MNISTDataError(RuntimeError):
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """The data directory: the argument, else $GAN_DATA_DIR, else ``data/`` beside the repository."""
+    """The data directory: the argument, else $GAN_DATA_DIR, else ``data/`` in the project folder."""
     if data_dir is None:
         data_dir = os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
     return Path(data_dir).expanduser()
@@ -59,13 +60,20 @@ def _missing_message(root: Path, names: list[str], reason: str) -> str:
 
 
 def _try_download(root: Path) -> str:
-    """Ask torchvision to fetch MNIST into ``root``; return why it failed, or '' on success."""
+    """Ask torchvision to fetch MNIST into ``root``; return why it failed, or '' on success.
+
+    A failed download leaves no empty folders behind (torchvision creates ``MNIST/raw`` before it connects).
+    """
+    created = [d for d in (root, root / "MNIST", root / "MNIST" / "raw") if not d.exists()]
     try:
         from torchvision.datasets import MNIST
 
         for train in (True, False):
             MNIST(root=str(root), train=train, download=True)
     except Exception as exc:  # no network, no torchvision, a mirror down: all end in the same advice
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):  # only empty folders can go
+                folder.rmdir()
         first_line = (str(exc).splitlines() or [""])[0]
         return f"Downloading with torchvision failed too ({type(exc).__name__}: {first_line})."
     return ""
@@ -127,6 +135,51 @@ def load_mnist(data_dir: str | os.PathLike | None = None, train: bool = True,
     """
     root = resolve_data_dir(data_dir).resolve()
     return _load(root, bool(train), bool(download))
+
+
+class Batches:
+    """Shuffled minibatches of an in-memory tensor, epoch after epoch, without end (the last partial batch of
+    each epoch is dropped).
+
+    ``state_dict()`` holds the exact position (the epoch, the batch within it, and the shuffle generator's state
+    at the epoch's start), so a run resumed with ``load_state_dict`` sees the same batches as one never stopped.
+    """
+
+    def __init__(self, images: torch.Tensor, batch_size: int, seed: int = 0) -> None:
+        if not 0 < batch_size <= len(images):
+            raise ValueError(f"batch_size must be in 1..{len(images)} (the number of images), got {batch_size}")
+        self.images, self.batch_size = images, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.epoch = self.index = 0
+        self._new_order()
+
+    @property
+    def per_epoch(self) -> int:
+        """Batches in one epoch."""
+        return len(self.images) // self.batch_size
+
+    def _new_order(self) -> None:
+        self._epoch_start = self.generator.get_state()
+        self._order = torch.randperm(len(self.images), generator=self.generator)
+
+    def __iter__(self) -> Batches:
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        if self.index == self.per_epoch:
+            self.epoch, self.index = self.epoch + 1, 0
+            self._new_order()
+        start = self.index * self.batch_size
+        self.index += 1
+        return self.images[self._order[start:start + self.batch_size].to(self.images.device)]
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index, "epoch_start": self._epoch_start}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["epoch_start"])
+        self._new_order()
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
 
 
 def iterate_minibatches(images: torch.Tensor, batch_size: int, shuffle: bool = True,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,7 +23,10 @@ import scipy.linalg
 import torch
 from torch import nn
 
+import gan_pytorch as gp
+from gan_utils.data import load_mnist
 from gan_utils.files import atomic_path
+from gan_utils.models import sample
 
 WEIGHTS_FILE = Path(__file__).resolve().parent / "mnist_classifier.pt"
 EVAL_SAMPLES = 10_000
@@ -140,15 +142,11 @@ def frechet_distance(feat_a: np.ndarray, feat_b: np.ndarray) -> float:
 
 @lru_cache(maxsize=1)
 def _test_features() -> np.ndarray:
-    from gan_utils.data import load_mnist
-
     return features(load_mnist(train=False)[0])
 
 
 def real_data_floor(n: int = EVAL_SAMPLES, seed: int = 0) -> dict[str, float]:
     """The same scores for ``n`` real MNIST training images: the floor a perfect generator would reach."""
-    from gan_utils.data import load_mnist
-
     images = load_mnist(train=True)[0]
     pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
     return score_images(images[pick])
@@ -167,30 +165,11 @@ def score_images(images: torch.Tensor) -> dict[str, float]:
     }
 
 
-@torch.no_grad()
-def generate(G: nn.Module | Callable[[torch.Tensor], torch.Tensor], n: int = EVAL_SAMPLES, noise_dim: int = 96,
-             seed: int = 0, batch_size: int = 1000) -> torch.Tensor:
-    """``n`` images from G (in eval mode, its mode restored afterwards) on fixed uniform noise, as (n, 784) CPU."""
-    from gan_pytorch import sample_noise
-
-    noise = sample_noise(n, noise_dim, seed=seed)
-    was_training = getattr(G, "training", False)
-    if isinstance(G, nn.Module):
-        G.eval()
-        device = next(G.parameters()).device
-    else:
-        device = torch.device("cpu")
-    try:
-        out = [G(z.to(device)).reshape(len(z), 784).float().cpu() for z in noise.split(batch_size)]
-    finally:
-        if isinstance(G, nn.Module):
-            G.train(was_training)
-    return torch.cat(out)
-
-
-def evaluate_generator(G: nn.Module, n: int = EVAL_SAMPLES, noise_dim: int = 96, seed: int = 0) -> dict[str, float]:
-    """Score ``n`` samples of G: fd, min_class_share, classes_5pct, mean_confidence, class_shares."""
-    return score_images(generate(G, n, noise_dim, seed))
+def evaluate_generator(G: nn.Module, n: int = EVAL_SAMPLES, noise_dim: int = gp.NOISE_DIM, seed: int = 0
+                       ) -> dict[str, float]:
+    """Score ``n`` samples of G (in eval mode, on fixed noise): fd, min_class_share, classes_5pct, mean_confidence,
+    class_shares."""
+    return score_images(sample(G, gp.sample_noise(n, noise_dim, seed=seed)))
 
 
 def evaluation_table(results: dict[str, dict[str, float]]) -> str:

@@ -1,11 +1,13 @@
-"""The GANs the command-line scripts can train: the assignment's three and a wider seed-style MLP GAN.
+"""The notebook's three MNIST GANs, built from your ``gan_pytorch`` functions, and sampling from a generator.
 
-Each entry names how to build D and G, which losses to train them with and the optimizer defaults.
-The assignment's nets and losses come from ``gan_pytorch``; only the wide MLP GAN is defined here.
+``MODELS`` says which of your networks and losses make each GAN; ``make_trainer`` builds one into your
+``GANTrainer``, with one ``get_optimizer`` per network. The notebook, ``train.py`` and the benchmarks all build
+their GANs here, so they all train your code.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,99 +16,125 @@ from torch import nn
 
 import gan_pytorch as gp
 
-IMG_SHAPE = (1, 28, 28)  # MNIST; every model here makes 28x28 single-channel images
-
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """How to build and train one GAN."""
+class GANSpec:
+    """One GAN: its networks (noise_dim -> (D, G)) and losses, looked up in gan_pytorch when it is built."""
 
-    name: str
-    help: str
-    build_d: Callable[[float], nn.Module]  # dropout -> discriminator
-    build_g: Callable[[int], nn.Module]  # latent_dim -> generator returning (N, 784) in [-1, 1]
-    d_loss: gp.LossFn
-    g_loss: gp.LossFn
-    logits: bool  # D returns logits (BCE) rather than LSGAN scores
-    latent_dim: int
-    lr: float
-    b1: float
-    b2: float
-    dropout: bool = False  # whether D takes a dropout probability
+    description: str
+    networks: Callable[[int], tuple[nn.Module, nn.Module]]
+    losses: Callable[[], tuple[gp.LossFn, gp.LossFn]]
+    logits: bool  # D returns logits (cross-entropy losses), or raw scores (least squares)
 
 
-def wide_discriminator(dropout: float = 0.0) -> nn.Module:
-    """D 784-1024-512-256-1 with LeakyReLU(0.2), as in the popular PyTorch-GAN ``gan.py``; returns logits."""
-    layers: list[nn.Module] = [nn.Flatten()]
-    for fan_in, fan_out in ((784, 1024), (1024, 512), (512, 256)):
-        layers += [nn.Linear(fan_in, fan_out), nn.LeakyReLU(0.2)]
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-    layers.append(nn.Linear(256, 1))
-    return nn.Sequential(*layers)
-
-
-def wide_generator(latent_dim: int = 100) -> nn.Module:
-    """G latent-128-256-512-1024-784 with ReLU and a Tanh output."""
-    widths = (latent_dim, 128, 256, 512, 1024)
-    layers: list[nn.Module] = []
-    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
-    layers += [nn.Linear(1024, 784), nn.Tanh()]
-    return nn.Sequential(*layers)
-
-
-def _no_dropout(build: Callable[[], nn.Module]) -> Callable[[float], nn.Module]:
-    return lambda dropout: build()
-
-
-MODELS: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        ModelSpec("mlp", "the assignment's vanilla GAN (MLP D and G, BCE losses)",
-                  _no_dropout(gp.discriminator), gp.generator, gp.discriminator_loss, gp.generator_loss,
-                  logits=True, latent_dim=gp.NOISE_DIM, lr=1e-3, b1=0.5, b2=0.999),
-        ModelSpec("lsgan", "the assignment's least-squares GAN (same nets, least-squares losses)",
-                  _no_dropout(gp.discriminator), gp.generator, gp.ls_discriminator_loss, gp.ls_generator_loss,
-                  logits=False, latent_dim=gp.NOISE_DIM, lr=1e-3, b1=0.5, b2=0.999),
-        ModelSpec("dcgan", "the assignment's DCGAN (InfoGAN's conv D and G, BCE losses)",
-                  _no_dropout(gp.build_dc_classifier), gp.build_dc_generator, gp.discriminator_loss,
-                  gp.generator_loss, logits=True, latent_dim=gp.NOISE_DIM, lr=1e-3, b1=0.5, b2=0.999),
-        ModelSpec("mlp-wide", "the seed-style MLP GAN: G 100-128-256-512-1024-784, D 784-1024-512-256-1",
-                  wide_discriminator, wide_generator, gp.discriminator_loss, gp.generator_loss,
-                  logits=True, latent_dim=100, lr=2e-4, b1=0.5, b2=0.999, dropout=True),
-    )
+MODELS: dict[str, GANSpec] = {
+    "vanilla": GANSpec("MLP discriminator and generator, cross-entropy losses",
+                       lambda noise_dim: (gp.discriminator(), gp.generator(noise_dim)),
+                       lambda: (gp.discriminator_loss, gp.generator_loss), logits=True),
+    "lsgan": GANSpec("the same MLPs, least-squares losses",
+                     lambda noise_dim: (gp.discriminator(), gp.generator(noise_dim)),
+                     lambda: (gp.ls_discriminator_loss, gp.ls_generator_loss), logits=False),
+    "dcgan": GANSpec("convolutional discriminator and generator (InfoGAN's), cross-entropy losses",
+                     lambda noise_dim: (gp.build_dc_classifier(), gp.build_dc_generator(noise_dim)),
+                     lambda: (gp.discriminator_loss, gp.generator_loss), logits=True),
 }
 
 
-@dataclass
-class GAN:
-    """Built networks, optimizers and the trainer that steps them."""
+class BFloat16(nn.Module):
+    """Runs ``net`` under bfloat16 autocast and returns float32.
 
-    spec: ModelSpec
-    D: nn.Module
-    G: nn.Module
-    D_solver: torch.optim.Optimizer
-    G_solver: torch.optim.Optimizer
-    trainer: gp.GANTrainer
-
-
-def build(name: str, latent_dim: int, lr: float, b1: float, b2: float, dropout: float = 0.0,
-          device: torch.device | str = "cpu", seed: int | None = None) -> GAN:
-    """Build model ``name`` on ``device`` with Adam(lr, (b1, b2)) for both nets; ``seed`` fixes the weights.
-
-    Adam is the fused implementation where PyTorch has one (CPU, CUDA): the same update as the
-    notebook's ``get_optimizer`` up to float rounding.
+    The matrix products run in bfloat16 (much faster on CPUs with AMX or AVX-512 BF16 and on recent GPUs), while
+    the weights, the optimizer and the losses stay in float32. Each call enters and leaves autocast, so the
+    bfloat16 copies of the weights are made afresh after every optimizer step.
     """
-    spec = MODELS[name]
-    if seed is not None:
-        torch.manual_seed(seed)
-    D = spec.build_d(dropout).to(device)
-    G = spec.build_g(latent_dim).to(device)
-    # The fused kernel updates all parameters in one pass: ~20% faster steps on a CPU for the wide MLP.
-    fused = torch.device(device).type in ("cpu", "cuda")
-    D_solver = torch.optim.Adam(D.parameters(), lr=lr, betas=(b1, b2), fused=fused)
-    G_solver = torch.optim.Adam(G.parameters(), lr=lr, betas=(b1, b2), fused=fused)
-    trainer = gp.GANTrainer(D, G, D_solver, G_solver, spec.d_loss, spec.g_loss, noise_dim=latent_dim,
-                            logits=spec.logits)
-    return GAN(spec, D, G, D_solver, G_solver, trainer)
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            out = self.net(x)
+        return out.float()
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The network inside a ``BFloat16`` wrapper (or ``net`` itself)."""
+    return net.net if isinstance(net, BFloat16) else net
+
+
+def fuse_adam(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Switch an Adam optimizer to PyTorch's fused implementation where the device has one: the same update,
+    computed for all parameters in one kernel instead of several per tensor."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if isinstance(optimizer, torch.optim.Adam) and params and params[0].device.type in ("cpu", "cuda"):
+        for group in optimizer.param_groups:
+            group.update(fused=True, foreach=False)
+    return optimizer
+
+
+def make_trainer(model: str, *, noise_dim: int = gp.NOISE_DIM, device: torch.device | str = "cpu",
+                 seed: int = 0, bf16: bool = False) -> gp.GANTrainer:
+    """Your ``GANTrainer`` for "vanilla", "lsgan" or "dcgan", with weights drawn from ``seed``.
+
+    D and G come from your functions, each gets its own ``get_optimizer`` (switched to fused Adam: the same
+    update, faster), and the losses are yours. With ``bf16`` the networks run under ``BFloat16``; convolutional
+    networks use the channels-last layout (faster convolutions on a CPU, the same numbers).
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    spec = MODELS[model]
+    torch.manual_seed(seed)
+    D, G = (net.to(device) for net in spec.networks(noise_dim))
+    if any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for net in (D, G) for m in net.modules()):
+        D, G = D.to(memory_format=torch.channels_last), G.to(memory_format=torch.channels_last)
+    D_solver, G_solver = fuse_adam(gp.get_optimizer(D)), fuse_adam(gp.get_optimizer(G))
+    if bf16:
+        D, G = BFloat16(D), BFloat16(G)
+    return gp.GANTrainer(D, G, D_solver, G_solver, *spec.losses(), noise_dim=noise_dim, logits=spec.logits)
+
+
+class EMA:
+    """An exponential moving average of a network's weights, to sample from (Yazici et al., 2019).
+
+    After each step, ``average = d * average + (1 - d) * weights`` with ``d = min(decay, (1 + n) / (10 + n))`` at
+    update n: the short warm-up keeps the untrained starting weights from lingering in the average. Buffers
+    (batch-norm statistics) are copied. ``module`` is the averaged network, in eval mode.
+    """
+
+    def __init__(self, net: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay, self.updates = decay, 0
+        self.module = copy.deepcopy(unwrap(net)).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, net: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        net = unwrap(net)
+        torch._foreach_lerp_(list(self.module.parameters()), list(net.parameters()), 1.0 - d)
+        for mine, theirs in zip(self.module.buffers(), net.buffers()):
+            mine.copy_(theirs)
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "updates": self.updates, "module": self.module.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay, self.updates = float(state["decay"]), int(state["updates"])
+        self.module.load_state_dict(state["module"])
+
+
+@torch.no_grad()
+def sample(G: nn.Module, noise: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """G's outputs for ``noise``, in eval mode (batch norm uses its running statistics), as float32 on the CPU.
+
+    Runs in batches of ``batch_size``; G's train/eval mode is restored afterwards.
+    """
+    was_training = G.training
+    device = next(G.parameters()).device
+    G.eval()
+    try:
+        return torch.cat([G(z.to(device)).float().cpu() for z in noise.split(batch_size)])
+    finally:
+        G.train(was_training)

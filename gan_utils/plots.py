@@ -1,26 +1,40 @@
-"""Figures for the notebook: sample grids, training curves, latent interpolations (shown and saved to images/)."""
+"""Figures for the notebook: sample grids, training curves, latent interpolations (shown, and saved to images/)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torchvision.utils import make_grid
+from torchvision.utils import make_grid, save_image
 
 from gan_utils.files import atomic_path
-from gan_utils.training import IMAGE_DIR, History
+
+if TYPE_CHECKING:
+    from gan_utils.training import History
 
 
-def _save(fig: Figure, path: str | Path | None) -> None:
+def save_figure(fig: Figure, path: str | Path | None) -> Path | None:
+    """Save ``fig`` as PNG (atomically, creating the folder); nothing if ``path`` is None."""
     if path is None:
-        return
+        return None
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=100, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    return path
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
+    """Save (N, 784) or (N, 1, 28, 28) images in [-1, 1] as one PNG grid, atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_image(images.detach().float().cpu().reshape(-1, 1, 28, 28), tmp, nrow=nrow, normalize=True,
+                   value_range=(-1, 1), padding=2, format="png")
+    return path
 
 
 def grid_array(images: torch.Tensor, nrow: int = 8) -> np.ndarray:
@@ -37,7 +51,7 @@ def show_grid(images: torch.Tensor, title: str = "", path: str | Path | None = N
     ax.imshow(array, cmap="gray", vmin=0, vmax=1)
     ax.set_title(title)
     ax.axis("off")
-    _save(fig, path)
+    save_figure(fig, path)
     plt.show()
     return fig
 
@@ -87,7 +101,7 @@ def plot_history(history: History, title: str = "", path: str | Path | None = No
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     plt.show()
     return fig
 
@@ -98,7 +112,3 @@ def show_interpolation(rows: torch.Tensor, title: str = "", path: str | Path | N
         raise ValueError(f"rows must have shape (R, steps, 784), got {tuple(rows.shape)}")
     return show_grid(rows.reshape(-1, rows.shape[-1]), title=title, path=path, nrow=rows.shape[1])
 
-
-def default_path(name: str) -> Path:
-    """``images/<name>.png``: where the notebook's figures go."""
-    return IMAGE_DIR / f"{name}.png"

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 import gan_pytorch as gp
+from gan_utils.env import is_smoke
 from gan_utils.files import atomic_path
-from gan_utils.training import is_smoke
 
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 PACGAN4 = {"modes": 24.8, "high_quality": 0.936, "reverse_kl": 0.04}  # PacGAN paper, Table 1 (2D grid)

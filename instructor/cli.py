@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from instructor import jail
+from instructor import sandbox
 
 
 class UsageError(ValueError):
@@ -36,8 +36,8 @@ def _notebook(arg: str | None, required: bool = False) -> Path | None:
     return None
 
 
-def _limits(args: argparse.Namespace) -> jail.Limits:
-    return jail.Limits(wall_s=args.timeout, part_timeout_s=min(20.0, args.timeout / 3))
+def _limits(args: argparse.Namespace) -> sandbox.Limits:
+    return sandbox.Limits(wall_s=args.timeout, part_timeout_s=min(20.0, args.timeout / 3))
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -69,8 +69,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from instructor.grade import STUDENT_ID, feedback_markdown, grade_all  # noqa: PLC0415
-    from instructor.points import MODULE_TOTAL  # noqa: PLC0415
+    from gan_utils.parts import MODULE_POINTS  # noqa: PLC0415
+    from instructor.grade import grade_all  # noqa: PLC0415
+    from instructor.reports import feedback_markdown  # noqa: PLC0415
+    from instructor.submissions import STUDENT_ID  # noqa: PLC0415
 
     folder = Path(args.folder)
     if not folder.is_dir():
@@ -85,7 +87,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                              log=lambda _: None)
     print(feedback_markdown(result))
     notebook_failed = any(row["passed"] is False for row in result.notebook) or result.notebook_error
-    return 0 if result.score >= MODULE_TOTAL and not notebook_failed and not result.grader_error else 1
+    return 0 if result.score >= MODULE_POINTS and not notebook_failed and not result.grader_error else 1
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
@@ -110,7 +112,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", type=int, default=1)
     g.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
     g.add_argument("--notebook", help="source notebook (default GAN.ipynb of the course repository)")
-    g.add_argument("--timeout", type=float, default=90.0, help="seconds per sandboxed process")
+    g.add_argument("--timeout", type=float, default=90.0,
+                   help="seconds for each sandboxed module run (default 90; the notebook's run has its own 300 s)")
     g.set_defaults(run=cmd_grade)
     c = sub.add_parser("check", help="grade one submission folder and print its feedback")
     c.add_argument("folder")

@@ -1,7 +1,8 @@
 """Fixture submissions and a small nbgrader notebook, for the grader's tests and benchmark.
 
-The notebook follows GAN.ipynb's conventions: autograded ``check_<part>`` cells calling ``check``, a hidden-tests
-region, a hand-graded markdown answer ``q_modes``, and a training cell that must not run under nbgrader.
+The notebook follows GAN.ipynb's conventions: autograded ``check_<part>`` cells calling ``check`` (0 points), a
+hidden-tests region, a hand-graded markdown answer ``q_modes``, and a training cell tagged ``no-autograde`` that
+fails if it runs under the grader.
 Submissions are written from the solution ``gan_pytorch.py`` by textual edits, so they follow it when it changes.
 """
 
@@ -31,16 +32,14 @@ def fixture_notebook(path: Path) -> Path:
     """Write the small source notebook (instructor version, with hidden tests and a model answer)."""
     cells = [
         nbformat.v4.new_markdown_cell("# GAN fixture notebook"),
-        nbformat.v4.new_code_cell("import os\nfrom gan_utils.checks import check\n"
-                                  "TRAINING = not os.environ.get('NBGRADER_EXECUTION')",
-                                  metadata=_meta("setup", False, False, True)),
+        nbformat.v4.new_code_cell("from gan_utils.checks import check", metadata=_meta("setup", False, False, True)),
         nbformat.v4.new_code_cell('check("bce_loss")\n### BEGIN HIDDEN TESTS\ncheck("discriminator_loss")\n'
-                                  "### END HIDDEN TESTS", metadata=_meta("check_bce_loss", True, False, True, 1)),
+                                  "### END HIDDEN TESTS", metadata=_meta("check_bce_loss", True, False, True)),
         nbformat.v4.new_code_cell('check("interpolate_latent")',
-                                  metadata=_meta("check_interpolate_latent", True, False, True, 1)),
+                                  metadata=_meta("check_interpolate_latent", True, False, True)),
         nbformat.v4.new_markdown_cell(SECRET_ANSWER, metadata=_meta("q_modes", True, True, False, 2)),
-        nbformat.v4.new_code_cell("if TRAINING:\n    raise RuntimeError('training must be skipped by nbgrader')",
-                                  metadata=_meta("train", False, False, True)),
+        nbformat.v4.new_code_cell("raise RuntimeError('training must not run under the grader')",
+                                  metadata={**_meta("train", False, False, True), "tags": ["no-autograde"]}),
     ]
     nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                         "language": "python"}})
@@ -116,9 +115,9 @@ class _Yes(float):
     def __ge__(self, other): return True
     __hash__ = float.__hash__
 try:
-    import gan_utils.checks as _c
-    _c.judge = lambda part, outputs, case: []
-    _c.max_relative_error = lambda *a: 0.0
+    import gan_utils.judges as _j
+    _j.judge = lambda part, outputs, case: []
+    _j.max_relative_error = lambda *a: 0.0
 except Exception:
     pass
 '''
@@ -141,7 +140,7 @@ SUBMISSIONS: dict[str, Callable[[], str | None]] = {
     "solution": solution_source,
     "release": stubbed_source,
     # lr wrong (1 sub-test of get_optimizer) and interpolate_latent not done: 100 - 1 - 4 = 95
-    "partial": lambda: replace_function(solution_source().replace("lr=1e-3", "lr=2e-4"), "interpolate_latent",
+    "partial": lambda: replace_function(solution_source().replace("lr=LEARNING_RATE", "lr=2e-4"), "interpolate_latent",
                                         "raise NotImplementedError"),
     "syntax": lambda: solution_source() + "\ndef broken(:\n    pass\n",
     "import_loop": lambda: solution_source() + "\nwhile True:\n    pass\n",

@@ -5,7 +5,8 @@
 ``gan-checks.npz`` ships to students (seed 0). ``instructor/hidden-checks.npz`` holds the same checks on
 other inputs (seed 1): the grader probes submissions with those, so a submission that copies the public
 reference outputs gains nothing. Everything is drawn from fixed seeds with numpy's ``RandomState``
-and computed in float64, so the arrays are the same on every run and machine.
+and computed in float64, so the arrays are the same on every run and machine. Each part's case is built by
+the builder of its kind (``gan_utils.parts``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from gan_utils import checks
+from gan_utils import parts, probes
 from gan_utils.files import atomic_path
+from gan_utils.references import fixed_parameters, flatten, pad_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_FILE = ROOT / "gan-checks.npz"
@@ -153,44 +155,72 @@ LOSS_MISTAKES: dict[str, dict[str, Callable[..., torch.Tensor]]] = {
 }
 
 
-def train_step_variant(solution: ModuleType, *, detach: bool = True, zero_d: bool = True,
-                       zero_g: bool = True, g_uses_d_loss: bool = False, reuse_noise: bool = False) -> type:
+def train_step_variant(solution: ModuleType, *, detach: bool = True, zero_d: bool = True, zero_g: bool = True,
+                       g_uses_d_loss: bool = False, reuse_noise: bool = False, g_first: bool = False) -> type:
     """A GANTrainer whose train_step makes the named mistakes (all off: a correct alternative)."""
 
     class Variant(solution.GANTrainer):
-        def train_step(self, real_batch: torch.Tensor):
+        def d_step(self, real_batch: torch.Tensor) -> tuple:
             n = real_batch.shape[0]
             if zero_d:
                 self.D_solver.zero_grad()
-            z = solution.sample_noise(n, self.noise_dim)
-            fake = self.G(z)
+            self.z = solution.sample_noise(n, self.noise_dim)
+            fake = self.G(self.z)
             out_real, out_fake = self.D(real_batch), self.D(fake.detach() if detach else fake)
             d_loss = self.discriminator_loss(out_real, out_fake)
             d_loss.backward(retain_graph=g_uses_d_loss)
             self.D_solver.step()
+            return d_loss, out_real, out_fake
+
+        def g_step(self, real_batch: torch.Tensor) -> torch.Tensor:
             if zero_g:
                 self.G_solver.zero_grad()
-            z_g = z if reuse_noise else solution.sample_noise(n, self.noise_dim)
-            out_g = self.D(self.G(z_g))
-            if g_uses_d_loss:
-                g_loss = self.discriminator_loss(self.D(real_batch), out_g)
-            else:
-                g_loss = self.generator_loss(out_g)
+            z = self.z if reuse_noise else solution.sample_noise(real_batch.shape[0], self.noise_dim)
+            out_g = self.D(self.G(z))
+            g_loss = (self.discriminator_loss(self.D(real_batch), out_g) if g_uses_d_loss
+                      else self.generator_loss(out_g))
             g_loss.backward()
             self.G_solver.step()
-            return solution.StepStats(d_loss.detach(), g_loss.detach(), self.to_probability(out_real),
-                                      self.to_probability(out_fake))
+            return g_loss
+
+        def train_step(self, real_batch: torch.Tensor):
+            if g_first:
+                self.z = solution.sample_noise(real_batch.shape[0], self.noise_dim)
+                g_loss = self.g_step(real_batch)
+                d_loss, out_real, out_fake = self.d_step(real_batch)
+            else:
+                d_loss, out_real, out_fake = self.d_step(real_batch)
+                g_loss = self.g_step(real_batch)
+            return solution.StepStats(d_loss.detach(), g_loss.detach(), self.mean_output(out_real),
+                                      self.mean_output(out_fake))
 
     return Variant
 
 
 TRAIN_STEP_MISTAKES = {
-    "D's gradients are not zeroed before its backward pass, so they pile up across steps":
-        {"zero_d": False},
-    "G's gradients are not zeroed before its backward pass, so they pile up across steps":
-        {"zero_g": False},
+    "D's gradients are not zeroed before its backward pass, so they pile up across steps": {"zero_d": False},
+    "G's gradients are not zeroed before its backward pass, so they pile up across steps": {"zero_g": False},
     "G is updated with the discriminator's loss instead of the generator's": {"g_uses_d_loss": True},
     "the generator step reuses the discriminator step's noise": {"reuse_noise": True},
+    "G stepped before D: update the discriminator first": {"g_first": True},
+}
+
+
+def _noise_mistake(draw: Callable[[int, int], torch.Tensor]) -> Callable[..., torch.Tensor]:
+    def sample_noise(batch_size: int, dim: int, seed: int | None = None) -> torch.Tensor:
+        if seed is not None:
+            torch.manual_seed(seed)
+        return draw(batch_size, dim)
+
+    return sample_noise
+
+
+NOISE_MISTAKES = {
+    "torch.rand gives [0, 1): scale it to [-1, 1] with 2 * u - 1": _noise_mistake(torch.rand),
+    "torch.randn draws from a Gaussian: use torch.rand": _noise_mistake(torch.randn),
+    "torch.randn scaled like torch.rand: use torch.rand": _noise_mistake(lambda n, d: torch.randn(n, d) * 2 - 1),
+    "the noise is float64: use torch.rand's default float32":
+        _noise_mistake(lambda n, d: torch.rand(n, d, dtype=torch.float64) * 2 - 1),
 }
 
 
@@ -221,20 +251,19 @@ class _Module:
         self.__dict__.update(overrides)
 
 
-def _parameter_layout(model: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Shapes, scales and offsets of a model's parameters: weights ~ 1/sqrt(fan-in), norms' scales near 1."""
+def _parameter_layout(params: list[nn.Parameter], model: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shapes, scales and offsets of parameters: weights ~ 1/sqrt(fan-in), batch norms' scales near 1."""
+    norm_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
     shapes, scales, offsets = [], [], []
-    for layer in model.modules():
-        is_norm = isinstance(layer, nn.modules.batchnorm._BatchNorm)
-        for name, p in layer.named_parameters(recurse=False):
-            shapes.append(tuple(p.shape))
-            if is_norm and name == "weight":
-                scales.append(0.2), offsets.append(1.0)
-            elif p.dim() > 1:
-                scales.append(float(np.sqrt(3.0 / np.prod(p.shape[1:])))), offsets.append(0.0)
-            else:
-                scales.append(0.1), offsets.append(0.0)
-    return checks.pad_shapes(shapes), np.array(scales), np.array(offsets)
+    for p in params:
+        shapes.append(tuple(p.shape))
+        if id(p) in norm_weights:
+            scales.append(0.2), offsets.append(1.0)
+        elif p.dim() > 1:
+            scales.append(float(np.sqrt(3.0 / np.prod(p.shape[1:])))), offsets.append(0.0)
+        else:
+            scales.append(0.1), offsets.append(0.0)
+    return pad_shapes(shapes), np.array(scales), np.array(offsets)
 
 
 def _mistake_entries(k: int, label: str, outputs: dict[str, np.ndarray]) -> Case:
@@ -243,113 +272,121 @@ def _mistake_entries(k: int, label: str, outputs: dict[str, np.ndarray]) -> Case
     return case
 
 
-def _probe_or_fail(part: str, module: object, inputs: Case) -> dict[str, np.ndarray]:
-    outputs = checks.probe(part, module, inputs)
+def _probe_or_fail(name: str, module: object, inputs: Case) -> dict[str, np.ndarray]:
+    outputs = probes.probe(name, module, inputs)
     if "error" in outputs:
-        raise RuntimeError(f"the solution's {part} failed: {outputs['error']}")
+        raise RuntimeError(f"the solution's {name} failed: {outputs['error']}")
     return outputs
 
 
-def architecture_case(solution: ModuleType, part: str, rng: np.random.RandomState) -> Case:
+def _case(inputs: Case, refs: dict[str, np.ndarray], mistakes: dict[str, dict[str, np.ndarray]] = ()) -> Case:
+    case: Case = {f"in.{k}": v for k, v in inputs.items()}
+    case.update({f"ref.{k}": v for k, v in refs.items()})
+    for k, (label, outputs) in enumerate(dict(mistakes).items()):
+        case.update(_mistake_entries(k, label, outputs))
+    return case
+
+
+def noise_case(solution: ModuleType, part: parts.Part, rng: np.random.RandomState) -> Case:
+    inputs: Case = {"shape": np.array([4096, 4]), "seeds": rng.randint(2 ** 31, size=2)}
+    out = _probe_or_fail(part.name, solution, inputs)
+    mistakes = {label: {"seeded_a": probes.probe(part.name, _Module(solution, sample_noise=fn), inputs)["seeded_a"]}
+                for label, fn in NOISE_MISTAKES.items()}
+    return _case(inputs, {"seeded_a": out["seeded_a"], "seeded_c": out["seeded_c"]}, mistakes)
+
+
+def architecture_case(solution: ModuleType, part: parts.Part, rng: np.random.RandomState) -> Case:
     noise_dim = 32  # not the default NOISE_DIM, so that a generator ignoring its noise_dim argument fails
     inputs: Case = {"noise_dim": np.array(noise_dim), "seed_init": np.array(rng.randint(2 ** 31))}
-    reference = checks.ARCHITECTURES[part](solution, inputs)
-    shapes, scales, offsets = _parameter_layout(reference)
-    batch = 16
-    x_dim = noise_dim if "generator" in part else 784
+    x = rng.uniform(-1, 1, size=(16, noise_dim if "generator" in part.name else 784))
+    reference = probes.build_network(part, solution, inputs).double()
+    params = probes.parameters_in_run_order(reference, torch.from_numpy(x))
+    shapes, scales, offsets = _parameter_layout(params, reference)
     inputs.update(param_shapes=shapes, param_scales=scales, param_offsets=offsets,
-                  param_seed=np.array(rng.randint(2 ** 31)), x=rng.uniform(-1, 1, size=(batch, x_dim)))
-    if part not in ("discriminator", "generator"):
-        del inputs["seed_init"]
-    outputs = _probe_or_fail(part, solution, inputs)
-    case: Case = {f"in.{k}": v for k, v in inputs.items()}
-    case.update({"ref.n_numbers": outputs["n_numbers"], "ref.y": outputs["y"]})
-    if "seed_reproducible" in outputs:
-        case["ref.seed_reproducible"] = outputs["seed_reproducible"]
-    values = checks.fixed_parameters(shapes, scales, offsets, int(inputs["param_seed"]))
-    for k, (label, model) in enumerate(architecture_mistakes(part, noise_dim).items()):
+                  param_seed=np.array(rng.randint(2 ** 31)), x=x)
+    out = _probe_or_fail(part.name, solution, inputs)
+    values = fixed_parameters(shapes, scales, offsets, int(inputs["param_seed"]))
+    mistakes = {}
+    for label, model in architecture_mistakes(part.name, noise_dim).items():
         model = model.double().train()
-        checks.assign_parameters(model, values)
+        probes.assign(probes.parameters_in_run_order(model, torch.from_numpy(x)), values)
         with torch.no_grad():
-            y = model(torch.from_numpy(inputs["x"])).numpy()
-        case.update(_mistake_entries(k, label, {"y": y}))
-    return case
+            mistakes[label] = {"y": model(torch.from_numpy(x)).numpy()}
+    return _case(inputs, {"n_numbers": out["n_numbers"], "y": out["y"]}, mistakes)
 
 
-def loss_case(solution: ModuleType, part: str, rng: np.random.RandomState) -> Case:
-    args = checks.LOSS_ARGS[part]
+def loss_case(solution: ModuleType, part: parts.Part, rng: np.random.RandomState) -> Case:
     n = 32
-    inputs: Case = {}
-    for a in args:
-        inputs[a] = (rng.randint(0, 2, size=(n, 1)).astype(np.float64) if a == "target"
-                     else rng.normal(0, 3, size=(n, 1)))
-    if not part.startswith("ls_"):
-        for a in args:
+    inputs: Case = {a: rng.randint(0, 2, size=(n, 1)).astype(np.float64) if a == "target" else rng.normal(0, 3, (n, 1))
+                    for a in part.args}
+    if part.stable:
+        for a in part.args:
             inputs[f"extreme_{a}"] = (np.array([[0.0], [1.0], [0.0], [1.0]]) if a == "target"
                                       else np.array([[1000.0], [-1000.0], [-1000.0], [1000.0]]))
-    outputs = _probe_or_fail(part, solution, inputs)
-    case: Case = {f"in.{k}": v for k, v in inputs.items()}
-    case.update({f"ref.{k}": v for k, v in outputs.items()})
-    for k, (label, fn) in enumerate(LOSS_MISTAKES[part].items()):
-        wrong = checks.probe(part, _Module(solution, **{part: fn}), inputs)
-        case.update(_mistake_entries(k, label, {key: v for key, v in wrong.items() if key in ("value", "extreme")}))
-    return case
+    out = _probe_or_fail(part.name, solution, inputs)
+    mistakes = {}
+    for label, fn in LOSS_MISTAKES[part.name].items():
+        wrong = probes.probe(part.name, _Module(solution, **{part.name: fn}), inputs)
+        mistakes[label] = {k: v for k, v in wrong.items() if k in ("value", "extreme")}
+    return _case(inputs, {k: v for k, v in out.items() if k in ("value", "extreme") or k.startswith("grad_")},
+                 mistakes)
 
 
-def train_step_case(solution: ModuleType, rng: np.random.RandomState) -> Case:
-    data_dim, noise_dim, hidden, n, steps = 6, 4, 16, 8, 2
+def optimizer_case(solution: ModuleType, part: parts.Part, rng: np.random.RandomState) -> Case:
+    sizes = np.array([12, 4, 8, 2])  # Linear(3, 4) and Linear(4, 2)
+    magnitude = rng.uniform(0.5, 2.0, size=(3, sizes.sum()))
+    inputs: Case = {"sizes": sizes, "start": rng.normal(0, 0.5, size=sizes.sum()),
+                    "grads": magnitude * rng.choice([-1.0, 1.0], size=magnitude.shape)}
+    out = _probe_or_fail(part.name, solution, inputs)
+    return _case(inputs, {"trajectory": out["trajectory"], "betas": np.array(solution.BETAS)})
+
+
+def train_step_case(solution: ModuleType, part: parts.Part, rng: np.random.RandomState) -> Case:
+    n, steps, noise_dim, hidden = 8, 2, 4, 16
     inputs: Case = {
-        "dims": np.array([data_dim, noise_dim, hidden]),
+        "dims": np.array([6, noise_dim, hidden]),  # real batches are (N, 1, 2, 3) images; G makes (N, 6)
         "param_seed": np.array(rng.randint(2 ** 31)),
         "lr": np.array(0.01),
-        "real": rng.normal(0, 1, size=(steps, n, data_dim)),
+        "real": rng.normal(0, 1, size=(steps, n, 1, 2, 3)),
         "noise": rng.uniform(-1, 1, size=(steps, 2, n, noise_dim)),
     }
-    outputs = _probe_or_fail("train_step", solution, inputs)
-    case: Case = {f"in.{k}": v for k, v in inputs.items()}
-    case.update({f"ref.{k}": outputs[k] for k in ("stats", "d_params", "g_params")})
-    for k, (label, flags) in enumerate(TRAIN_STEP_MISTAKES.items()):
-        wrong = checks.probe_train_step(solution, inputs, train_step_variant(solution, **flags))
-        case.update(_mistake_entries(k, label, {key: wrong[key] for key in ("stats", "d_params", "g_params")}))
-    return case
+    out = _probe_or_fail(part.name, solution, inputs)
+    names = ("stats", "d_params", "g_params", "raw_stats")
+    mistakes = {}
+    for label, flags in TRAIN_STEP_MISTAKES.items():
+        wrong = probes.probe_train_step(part, solution, inputs, train_step_variant(solution, **flags))
+        mistakes[label] = {k: wrong[k] for k in names[:3]}
+    return _case(inputs, {k: out[k] for k in names}, mistakes)
 
 
-def interpolate_case(solution: ModuleType, rng: np.random.RandomState) -> Case:
+def interpolation_case(solution: ModuleType, part: parts.Part, rng: np.random.RandomState) -> Case:
     inputs: Case = {"z0": rng.normal(size=8), "z1": rng.normal(size=8), "steps": np.array(7)}
-    case: Case = {f"in.{k}": v for k, v in inputs.items()}
-    case["ref.y"] = _probe_or_fail("interpolate_latent", solution, inputs)["y"]
-    for k, (label, fn) in enumerate(INTERPOLATE_MISTAKES.items()):
-        wrong = checks.probe("interpolate_latent", _Module(solution, interpolate_latent=fn), inputs)
-        case.update(_mistake_entries(k, label, {"y": wrong["y"]}))
-    return case
+    mistakes = {label: {"y": probes.probe(part.name, _Module(solution, interpolate_latent=fn), inputs)["y"]}
+                for label, fn in INTERPOLATE_MISTAKES.items()}
+    return _case(inputs, {"y": _probe_or_fail(part.name, solution, inputs)["y"]}, mistakes)
+
+
+CASE_BUILDERS: dict[str, Callable[[ModuleType, parts.Part, np.random.RandomState], Case]] = {
+    "noise": noise_case,
+    "architecture": architecture_case,
+    "loss": loss_case,
+    "optimizer": optimizer_case,
+    "train_step": train_step_case,
+    "interpolation": interpolation_case,
+}
 
 
 def build_cases(solution: ModuleType, seed: int) -> dict[str, Case]:
     """Every part's inputs, references and known mistakes, drawn from ``seed``."""
     torch.manual_seed(seed)
-    cases: dict[str, Case] = {}
-    for i, part in enumerate(checks.PARTS):
-        rng = np.random.RandomState(1000 * seed + i)
-        if part == "sample_noise":
-            cases[part] = {"in.shape": np.array([4096, 4]), "in.seeds": rng.randint(2 ** 31, size=2)}
-        elif part in checks.ARCHITECTURES:
-            cases[part] = architecture_case(solution, part, rng)
-        elif part in checks.LOSS_ARGS:
-            cases[part] = loss_case(solution, part, rng)
-        elif part == "get_optimizer":
-            cases[part] = {"ref.lr": np.array(1e-3), "ref.betas": np.array([0.5, 0.999])}
-        elif part == "train_step":
-            cases[part] = train_step_case(solution, rng)
-        elif part == "interpolate_latent":
-            cases[part] = interpolate_case(solution, rng)
-    return cases
+    return {part.name: CASE_BUILDERS[part.kind](solution, part, np.random.RandomState(1000 * seed + i))
+            for i, part in enumerate(parts.PARTS)}
 
 
 def write_cases(cases: dict[str, Case], path: Path) -> None:
     """Write atomically: a failure half-way never replaces a good file."""
-    flat = {f"{part}.{key}": value for part, case in cases.items() for key, value in case.items()}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a name
-        np.savez_compressed(f, **flat)
+        np.savez_compressed(f, **flatten(cases))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,9 +3,14 @@
 Conventions a notebook must follow (GAN.ipynb does): nbgrader cell metadata; autograded test cells with
 ``grade_id`` ``check_<part>`` calling ``check("<part>")``, hidden tests between ``### BEGIN HIDDEN TESTS`` and
 ``### END HIDDEN TESTS``; manually graded answers are markdown cells with ``grade: true`` and ``solution: true``
-(``grade_id`` ``q_<name>``); training cells do nothing when ``NBGRADER_EXECUTION`` is set.
+(``grade_id`` ``q_<name>``); cells that train or evaluate carry the tag ``no-autograde``.
 
-Autograding runs ``nbgrader autograde`` inside the sandbox on a throw-away course (a copy of the master
+The one autograding guard: the gradebook of the ``SourceCourse`` is made from a copy of the source notebook in
+which every ``no-autograde`` cell is emptied. nbgrader's autograde replaces each locked cell of a submission with
+the gradebook's source, so those cells run as empty cells, and only the setup, the checks and the student's own
+cells take time.
+
+Autograding runs ``nbgrader autograde`` inside the sandbox on a throw-away course (a copy of the source course's
 gradebook, the student's notebook and ``gan_pytorch.py``, kept with ``Autograde.exclude_overwriting``). The
 grader then reads only the autograded notebook's JSON: every value in it is student-controlled, which is one
 reason why the notebook's autograded cells give feedback and no points.
@@ -23,6 +28,8 @@ from pathlib import Path
 
 ASSIGNMENT = "gan"
 MAX_NOTEBOOK_BYTES = 20 * 2**20
+SKIP_TAG = "no-autograde"
+EMPTIED = "# not run when autograding (tag no-autograde)"
 
 CONFIG = """c = get_config()
 c.CourseDirectory.root = {root!r}
@@ -46,11 +53,12 @@ class GradeCell:
     auto: bool
 
 
-class Master:
-    """The instructor's course, whose gradebook holds the source cells; built on first use, once per run."""
+class SourceCourse:
+    """The nbgrader course made from the source notebook (its ``no-autograde`` cells emptied), whose gradebook every
+    student's autograde copies; built on first use, once per run."""
 
     def __init__(self, source: Path, work: Path) -> None:
-        self.source, self.course, self.notebook_name = source, work / "master", source.name
+        self.source, self.course, self.notebook_name = source, work / "source-course", source.name
         self.cells = grade_cells(json.loads(source.read_text()))
         self._lock = threading.Lock()
         self._built = False
@@ -58,8 +66,19 @@ class Master:
     def build(self) -> None:
         with self._lock:
             if not self._built:
-                generate_assignment(self.source, self.course)
+                emptied = self.course.parent / "source-notebook" / self.notebook_name
+                emptied.parent.mkdir(parents=True, exist_ok=True)
+                emptied.write_text(json.dumps(without_skipped_cells(json.loads(self.source.read_text())), indent=1))
+                generate_assignment(emptied, self.course)
                 self._built = True
+
+
+def without_skipped_cells(notebook: dict) -> dict:
+    """The notebook with the source of every cell tagged ``no-autograde`` replaced by a comment."""
+    for cell in notebook.get("cells", []):
+        if SKIP_TAG in cell.get("metadata", {}).get("tags", []):
+            cell["source"] = EMPTIED
+    return notebook
 
 
 def write_config(course: Path, cell_timeout: int = 120) -> None:
@@ -92,11 +111,6 @@ def generate_assignment(source_notebook: Path, course: Path) -> Path:
     return released
 
 
-def prepare_master(source_notebook: Path, work: Path) -> Master:
-    """The master course for ``source_notebook`` (nbgrader runs only when a notebook is first graded)."""
-    return Master(source_notebook, work)
-
-
 def read_student_notebook(path: Path | None) -> dict:
     """Parse the submitted notebook here, in the grader, only as JSON; raise NotebookError with a clear reason."""
     if path is None:
@@ -112,17 +126,17 @@ def read_student_notebook(path: Path | None) -> dict:
     return nb
 
 
-def layout_course(master: Master, scratch: Path, student: str, notebook: Path, module: Path | None) -> None:
-    """The throw-away course the sandbox autogrades: master gradebook copy, the student's two files."""
-    master.build()
+def layout_course(source: SourceCourse, scratch: Path, student: str, notebook: Path, module: Path | None) -> None:
+    """The throw-away course the sandbox autogrades: a copy of the source course's gradebook, the student's files."""
+    source.build()
     course = scratch / "course"
     (course / "source" / ASSIGNMENT).mkdir(parents=True)
     sub = course / "submitted" / student / ASSIGNMENT
     sub.mkdir(parents=True)
     (sub / "images").mkdir()
-    shutil.copy(master.course / "gradebook.db", course / "gradebook.db")
+    shutil.copy(source.course / "gradebook.db", course / "gradebook.db")
     write_config(course)
-    shutil.copy(notebook, sub / master.notebook_name)
+    shutil.copy(notebook, sub / source.notebook_name)
     if module is not None:
         shutil.copy(module, sub / "gan_pytorch.py")
 
@@ -139,9 +153,9 @@ def _cell_failure(cell: dict) -> str:
     return ""
 
 
-def read_autograded(master: Master, scratch: Path, student: str) -> list[dict]:
+def read_autograded(source: SourceCourse, scratch: Path, student: str) -> list[dict]:
     """Per graded cell of the source: passed or not and why (never the cell's source, which may hold hidden tests)."""
-    path = scratch / "course" / "autograded" / student / ASSIGNMENT / master.notebook_name
+    path = scratch / "course" / "autograded" / student / ASSIGNMENT / source.notebook_name
     executed: dict[str, dict] = {}
     problem = ""
     if not path.is_file():
@@ -158,7 +172,7 @@ def read_autograded(master: Master, scratch: Path, student: str) -> list[dict]:
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             problem = "the autograded notebook is not valid JSON"
     rows = []
-    for gc in master.cells:
+    for gc in source.cells:
         row = {"grade_id": gc.grade_id, "points": gc.points, "auto": gc.auto}
         if gc.auto:
             cell = executed.get(gc.grade_id)

@@ -1,17 +1,40 @@
-"""The student release: what students get, and a search of it for anything that must not be there."""
+"""The student release: what students get, and two searches of it for anything that must not be there.
+
+What ships follows from the layout:
+
+- the student package ``gan_utils/``, whole (so nothing that must not ship may live in it);
+- the notebook, through ``nbgrader generate_assignment`` (solutions stubbed, hidden tests removed, cells locked),
+  and ``gan_pytorch.py`` with its solution regions stubbed (nbgrader leaves ``.py`` files alone);
+- the files the package and the notebook need at the top level: the reference arrays and the requirements;
+- the test of ``gan_pytorch.py``, ``tests/test_gan_pytorch.py``;
+- everything in ``instructor/release_files/`` (the student README, the pytest settings), at the top level.
+
+Then every released file is searched for marker lines, "hidden-checks", instructor-only folders and solution-only
+lines (``find_leaks``), and every function and class of the released package is tried in place of each student
+function (``answer_search.py``): any that passes a part's check is an answer that ships. Either fails the release.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
+from gan_utils.references import CHECKS_FILE
 from instructor import notebook_grading
 from instructor.strip import BEGIN, strip_solutions
 
 ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+PACKAGE = ROOT / "gan_utils"
+TOP_LEVEL = (CHECKS_FILE.name, "requirements.txt")
+STUDENT_TEST = Path("tests") / "test_gan_pytorch.py"
+RELEASE_FILES = HERE / "release_files"
+INSTRUCTOR_ONLY = ("instructor", "cli", "bench", "tools", ".ci")
 FORBIDDEN = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "hidden-checks")
-SHIPPED = ("gan-checks.npz", "requirements.txt", "tests/test_gan_pytorch.py")
 
 
 class ReleaseError(RuntimeError):
@@ -45,7 +68,7 @@ def find_leaks(folder: Path, secrets: set[str]) -> list[str]:
     leaks = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder)
-        if rel.parts[0] in ("instructor", "bench", "tools", ".ci") or path.name == "hidden-checks.npz":
+        if rel.parts[0] in INSTRUCTOR_ONLY or path.name == "hidden-checks.npz":
             leaks.append(f"{rel}: instructor-only file")
             continue
         text = path.read_bytes().decode("utf-8", "replace")
@@ -59,6 +82,20 @@ def find_leaks(folder: Path, secrets: set[str]) -> list[str]:
             leaks.append(f"{rel}: contains the solution line {found[0]!r}" + (f" and {len(found) - 1} more"
                                                                               if len(found) > 1 else ""))
     return leaks
+
+
+def find_answers(folder: Path) -> list[str]:
+    """Functions and classes of the released package that pass a part's check in place of the student's code,
+    as ``module.name: part`` (run in a separate Python with only the release on its path)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        proc = subprocess.run([sys.executable, str(HERE / "answer_search.py")], cwd=scratch, capture_output=True,
+                              text=True, timeout=900, env={"PATH": "/usr/bin:/bin", "HOME": scratch,
+                                                           "MPLBACKEND": "Agg", "GAN_DATA_DIR": scratch,
+                                                           "PYTHONPATH": str(folder.resolve()),
+                                                           "PYTHONDONTWRITEBYTECODE": "1"})
+    if proc.returncode != 0:
+        raise ReleaseError(f"the answer search failed:\n{proc.stderr[-2000:]}")
+    return [line.removeprefix("ANSWER ") for line in proc.stdout.splitlines() if line.startswith("ANSWER ")]
 
 
 def build_release(out: Path, notebook: Path | None = None, force: bool = False) -> list[Path]:
@@ -75,19 +112,19 @@ def build_release(out: Path, notebook: Path | None = None, force: bool = False) 
     (out / "gan_pytorch.py").write_text(strip_solutions(source, "gan_pytorch.py"))
     work = out.parent / f".{out.name}.nbgrader"
     try:
-        student_nb = notebook_grading.generate_assignment(notebook, work)
-        shutil.copy(student_nb, out / notebook.name)
+        shutil.copy(notebook_grading.generate_assignment(notebook, work), out / notebook.name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(ROOT / "gan_utils", out / "gan_utils", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for rel in SHIPPED:
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / rel, out / rel)
-    shutil.copy(Path(__file__).with_name("STUDENT_README.md"), out / "README.md")
+    shutil.copytree(PACKAGE, out / PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in TOP_LEVEL:
+        shutil.copy(ROOT / name, out / name)
+    (out / STUDENT_TEST).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / STUDENT_TEST, out / STUDENT_TEST)
+    shutil.copytree(RELEASE_FILES, out, dirs_exist_ok=True)
     (out / "images").mkdir(exist_ok=True)
     (out / "images" / ".gitkeep").touch()
-    secrets = solution_lines(source) | notebook_solution_lines(notebook)
-    leaks = find_leaks(out, secrets)
+    leaks = find_leaks(out, solution_lines(source) | notebook_solution_lines(notebook))
+    leaks += [f"{answer} passes that part's check: an answer ships" for answer in find_answers(out)]
     if leaks:
         raise ReleaseError("the release leaks instructor material:\n" + "\n".join(leaks))
     return sorted(p for p in out.rglob("*") if p.is_file())

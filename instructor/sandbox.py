@@ -1,211 +1,148 @@
-"""The student side of grading: runs inside the isolated subprocess, never in the grader's process.
+"""The outside of the sandbox: start ``sandbox_child.py`` in an isolated subprocess and wait for it, whatever the
+student code does.
 
-    python -I sandbox.py CONFIG.json
+Layers, strongest first; ``isolation()`` says which this machine allows:
 
-Started as root inside fresh mount, network and pid namespaces (see ``jail.py``), it first hides the
-instructor's paths, makes the file system read-only except its scratch directory, sets resource limits and
-drops to an unprivileged uid; only then does it touch student code. It uses the standard library until then,
-and is copied into a runtime directory next to a copy of ``gan_utils`` so that nothing of the course repository
-is on its path.
+- ``namespaces``: as root with a working ``unshare``: new mount, network and pid namespaces; inside them the
+  instructor's paths are hidden under empty read-only tmpfs mounts, ``/`` is remounted read-only except the
+  scratch directory, and the process drops to an unprivileged uid of its own (one per parallel slot).
+- ``uid``: root without namespaces: only the uid drop; the instructor's files must not be world-readable.
+- ``rlimits``: neither; resource limits and the timeout only.
 
-Modes:
-- ``module``: import the student's ``gan_pytorch.py`` and run ``gan_utils.checks.probe`` for each part on the
-  inputs in ``inputs.npz`` (inputs only: no reference values ever enter this process); each part's outputs
-  go to ``out/PART.npz`` as plain arrays, written as soon as the part is done.
-- ``notebook``: run ``nbgrader autograde`` on a throw-away course in the scratch directory.
+Always: rlimits (address space, CPU, file size, processes, open files), a wall-clock timeout that kills the
+whole process group, stdout/stderr into files of capped size outside the scratch directory, a scrubbed
+environment with ``HOME``/``TMPDIR`` in scratch, and ``python -I`` (no cwd, no user site, no PYTHON* vars).
 """
 
 from __future__ import annotations
 
-import ctypes
-import io
+import functools
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
 import sys
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-PR_SET_NO_NEW_PRIVS = 38
+from gan_utils.data import DATA_DIR_ENV, resolve_data_dir
+
+FIRST_UID = 61000  # sandbox uids: FIRST_UID + slot, so that parallel sandboxes cannot touch each other
 
 
-class PartTimeout(BaseException):
-    """Raised by the interval timer; a BaseException so that the probe's ``except Exception`` lets it through."""
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed run."""
+
+    wall_s: float = 90.0
+    notebook_wall_s: float = 300.0  # nbgrader, a kernel, every check cell; training cells skip themselves
+    part_timeout_s: float = 20.0
+    cpu_s: int = 180
+    memory_mb: int = 6144  # address space; importing torch alone maps ~3.4 GB of it
+    fsize_mb: int = 64
+    nproc: int = 512  # per uid, threads included
+    print_chars: int = 200_000
 
 
-class CappedText(io.TextIOBase):
-    """A text stream that keeps writing to ``target`` until ``limit`` characters, then drops the rest."""
+@dataclass
+class RunResult:
+    """What came back from one sandboxed run (never anything the student code could have pickled)."""
 
-    def __init__(self, target: io.TextIOBase, limit: int) -> None:
-        self.target, self.left, self.dropped = target, limit, 0
+    returncode: int | None
+    timed_out: bool
+    wall_s: float
+    stdout_tail: str
+    stderr_tail: str
+    isolation: str
+    limit_s: float = 0.0
 
-    def writable(self) -> bool:
-        return True
-
-    def write(self, s: str) -> int:
-        if self.left > 0:
-            part = s[: self.left]
-            self.target.write(part)
-            self.left -= len(part)
-            if self.left <= 0:
-                self.target.write("\n[grader: output truncated here]\n")
-            self.dropped += len(s) - len(part)
-        else:
-            self.dropped += len(s)
-        return len(s)
-
-    def flush(self) -> None:
-        self.target.flush()
-
-
-def _run(*argv: str) -> None:
-    exe = shutil.which(argv[0], path="/usr/sbin:/usr/bin:/sbin:/bin") or argv[0]
-    subprocess.run([exe, *argv[1:]], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
+    def describe(self, limits: Limits) -> str:
+        """A one-line reason for an abnormal end, or '' for a normal exit 0."""
+        if self.timed_out:
+            return f"stopped after the {self.limit_s:.0f} s time limit (an endless loop, or far too slow)"
+        code = self.returncode
+        if code is None or code == 0:
+            return ""
+        sig = -code if code < 0 else code - 128 if code > 128 else 0
+        names = {signal.SIGKILL: "killed (SIGKILL: out of memory or a limit)", signal.SIGXCPU:
+                 f"used more than {limits.cpu_s} s of CPU", signal.SIGXFSZ:
+                 f"wrote a file or output larger than {limits.fsize_mb} MB", signal.SIGSEGV: "crashed (SIGSEGV)"}
+        if sig in names:
+            return f"the grading process {names[sig]}"
+        last = self.stderr_tail.strip().splitlines()[-1:] or [""]
+        return f"the grading process exited with code {code}: {last[0][:300]}"
 
 
-def setup_namespace(cfg: dict) -> None:
-    """Hide instructor paths, make / read-only except the scratch directory (we are root in our own namespaces).
-
-    A hidden path may contain a path the sandbox needs (Python under /root, the scratch directory under the
-    grader's work folder): that one is bind-mounted aside first, then moved back into the empty tmpfs.
-    """
-    _run("mount", "-t", "tmpfs", "-o", "size=64m,mode=1777", "tmpfs", "/dev/shm")
-    keep = [k for k in cfg["keep"] if not any(_under(k, o) and k != o for o in cfg["keep"])]
-    for i, hide in enumerate(sorted(cfg["hide"], key=len)):
-        if not os.path.lexists(hide) or any(_under(hide, k) for k in keep):
-            continue
-        if not os.path.isdir(hide):
-            _run("mount", "--bind", "/dev/null", hide)
-            continue
-        inner = [k for k in keep if _under(k, hide)]
-        staged = []
-        for j, k in enumerate(inner):
-            stage = f"/dev/shm/.stage{i}.{j}"
-            os.mkdir(stage)
-            _run("mount", "--rbind", k, stage)
-            staged.append((stage, k))
-        _run("mount", "-t", "tmpfs", "-o", "size=1m,mode=755", "tmpfs", hide)
-        for stage, k in staged:
-            os.makedirs(k, exist_ok=True)
-            _run("mount", "--move", stage, k)
-        _run("mount", "-o", "remount,ro", hide)
-    scratch = cfg["scratch"]
-    _run("mount", "--bind", scratch, scratch)
-    _run("mount", "-o", "remount,bind,ro", "/")
-    if cfg.get("loopback"):  # the notebook kernel talks to its driver over 127.0.0.1
-        _run("ip", "link", "set", "lo", "up")
+def _tail(path: Path, n: int = 4000) -> str:
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - n))
+        return f.read().decode("utf-8", "replace")
 
 
-def set_limits(cfg: dict) -> None:
-    mb = 2**20
-    limits = cfg["limits"]
-    for which, value in ((resource.RLIMIT_AS, limits["memory_mb"] * mb), (resource.RLIMIT_CPU, limits["cpu_s"]),
-                         (resource.RLIMIT_FSIZE, limits["fsize_mb"] * mb), (resource.RLIMIT_NPROC, limits["nproc"]),
-                         (resource.RLIMIT_NOFILE, 256), (resource.RLIMIT_CORE, 0)):
-        resource.setrlimit(which, (value, value))
+@functools.cache
+def isolation() -> str:
+    """The strongest isolation this machine allows: 'namespaces', 'uid' or 'rlimits'."""
+    if os.geteuid() != 0:
+        return "rlimits"
+    unshare = shutil.which("unshare")
+    if unshare and shutil.which("mount"):
+        probe = subprocess.run([unshare, "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
+                                "true"], capture_output=True)
+        if probe.returncode == 0:
+            return "namespaces"
+    return "uid"
 
 
-def drop_privileges(uid: int) -> None:
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-
-
-def _write_npz(path: Path, arrays: dict) -> None:
-    import numpy as np  # noqa: PLC0415 - only after privileges are dropped
-
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def run_module(cfg: dict) -> None:
-    import importlib.util  # noqa: PLC0415
-
-    import numpy as np  # noqa: PLC0415
-    import torch  # noqa: PLC0415
-
-    torch.set_num_threads(1)
-    from gan_utils import checks  # noqa: PLC0415
-
-    out = Path(cfg["scratch"]) / "out"
-    out.mkdir(exist_ok=True)
-    with np.load(Path(cfg["scratch"]) / "inputs.npz", allow_pickle=False) as data:
-        inputs: dict[str, dict] = {}
-        for key in data.files:
-            part, _, name = key.partition(".")
-            inputs.setdefault(part, {})[name] = data[key]
-    (out / "_stage").write_text("import")
-    try:
-        spec = importlib.util.spec_from_file_location("gan_pytorch", Path(cfg["scratch"]) / "gan_pytorch.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["gan_pytorch"] = module
-        signal.setitimer(signal.ITIMER_REAL, cfg["part_timeout_s"])
-        spec.loader.exec_module(module)
-        signal.setitimer(signal.ITIMER_REAL, 0)
-    except PartTimeout:
-        _write_npz(out / "_import.npz", {"error": np.array(f"importing gan_pytorch.py took more than "
-                                                           f"{cfg['part_timeout_s']} s (an endless loop?)")})
-        return
-    except BaseException as exc:  # SyntaxError, SystemExit, MemoryError...: all mean the module is unusable
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        line = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) else ""
-        _write_npz(out / "_import.npz", {"error": np.array(f"{type(exc).__name__}{line}: {exc}"[:500])})
-        return
-    for part in cfg["parts"]:
-        (out / "_stage").write_text(part)
+def run_sandboxed(mode: str, scratch: Path, runtime: Path, log_dir: Path, slot: int, limits: Limits,
+                  hide: list[Path], extra: dict | None = None, env: dict[str, str] | None = None) -> RunResult:
+    """Run ``runtime/sandbox_child.py`` in ``mode`` on ``scratch``; logs go to ``log_dir`` (which the sandbox cannot
+    see)."""
+    level = isolation()
+    uid = FIRST_UID + slot if level in ("namespaces", "uid") else None
+    (scratch / "tmp").mkdir(exist_ok=True)
+    if uid is not None:
+        for root, dirs, files in os.walk(scratch):
+            for name in [root, *(os.path.join(root, f) for f in dirs + files)]:
+                os.lchown(name, uid, uid)
+        os.chmod(scratch, 0o700)
+    keep = [Path(sys.prefix), Path(sys.base_prefix), runtime, scratch]
+    # MNIST stays readable (the sandbox's gan_utils is a copy, so its default data/ would point nowhere)
+    data = resolve_data_dir().resolve()
+    data_dir = str(data) if data.is_dir() else ""
+    if data_dir:
+        keep.append(data)
+    cfg = {"mode": mode, "scratch": str(scratch), "runtime": str(runtime), "uid": uid,
+           "namespaces": level == "namespaces", "hide": [str(p.resolve()) for p in hide],
+           "keep": [str(p.resolve()) for p in keep],
+           "limits": asdict(limits), "part_timeout_s": limits.part_timeout_s, **(extra or {})}
+    config = log_dir / f"{mode}.json"
+    config.write_text(json.dumps(cfg))
+    argv = [sys.executable, "-I", str(runtime / "sandbox_child.py"), str(config)]
+    if level == "namespaces":
+        argv = ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--", *argv]
+    base_env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(scratch),
+                "TMPDIR": str(scratch / "tmp"), "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
+    if data_dir:
+        base_env[DATA_DIR_ENV] = data_dir
+    out_path, err_path = log_dir / f"{mode}.stdout", log_dir / f"{mode}.stderr"
+    wall = limits.notebook_wall_s if mode == "notebook" else limits.wall_s
+    start = time.monotonic()
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=scratch,
+                                env={**base_env, **(env or {})}, start_new_session=True)
+        timed_out = False
         try:
-            signal.setitimer(signal.ITIMER_REAL, cfg["part_timeout_s"])
-            outputs = checks.probe(part, module, inputs.get(part, {}))
-        except PartTimeout:
-            outputs = {"error_type": np.array("Timeout"),
-                       "error": np.array(f"took more than {cfg['part_timeout_s']} s (an endless loop?)")}
-        except BaseException as exc:  # SystemExit, KeyboardInterrupt raised by student code
-            outputs = {"error_type": np.array(type(exc).__name__), "error": np.array(f"{type(exc).__name__}: {exc}")}
+            proc.wait(timeout=wall)
+        except subprocess.TimeoutExpired:
+            timed_out = True
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        _write_npz(out / f"{part}.npz", outputs)
-    (out / "_stage").write_text("done")
-
-
-def run_notebook(cfg: dict) -> None:
-    """``nbgrader autograde`` of one student on the throw-away course that the grader laid out in scratch."""
-    course = Path(cfg["scratch"]) / "course"
-    os.chdir(course)
-    argv = [sys.executable, "-m", "nbgrader", "autograde", cfg["assignment"], "--student", cfg["student"],
-            "--force", "--log-level=WARN"]
-    code = subprocess.run(argv, env=os.environ.copy()).returncode
-    (Path(cfg["scratch"]) / "autograde.rc").write_text(str(code))
-
-
-def main(config_path: str) -> None:
-    cfg = json.loads(Path(config_path).read_text())
-    if cfg.get("namespaces"):
-        setup_namespace(cfg)
-    set_limits(cfg)
-    if cfg.get("uid") is not None:
-        drop_privileges(cfg["uid"])
-    os.chdir(cfg["scratch"])
-    sys.path[:0] = [cfg["runtime"], cfg["scratch"]]
-    cap = cfg["limits"]["print_chars"]
-    sys.stdout = CappedText(sys.stdout, cap)
-    sys.stderr = CappedText(sys.stderr, cap)
-
-    def on_alarm(signum: int, frame: object) -> None:
-        raise PartTimeout()
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    {"module": run_module, "notebook": run_notebook}[cfg["mode"]](cfg)
-    sys.stdout.flush()
-    sys.stderr.flush()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1])
+            try:  # the whole group; with a pid namespace, unshare's --kill-child takes the rest
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    return RunResult(proc.returncode, timed_out, time.monotonic() - start, _tail(out_path), _tail(err_path), level,
+                     wall)

@@ -1,11 +1,13 @@
-"""The notebook's checks, run by pytest: ``python -m pytest tests/test_gan_pytorch.py``.
+"""The notebook's checks, run by pytest: ``pytest`` (or ``python -m pytest tests/test_gan_pytorch.py``).
 
-Each test checks one part of gan_pytorch.py against gan-checks.npz; a failure says what differs and why.
+Each test checks one part of gan_pytorch.py against gan-checks.npz; a failure says what to fix, one line each.
 """
 
 import pytest
 
-from gan_utils.checks import PARTS, function_name, load_cases, run
+from gan_utils.checks import problems, run
+from gan_utils.parts import PARTS
+from gan_utils.references import load_cases
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +15,8 @@ def cases():
     return load_cases()
 
 
-@pytest.mark.parametrize("part", PARTS)
-def test_part(part, cases):
-    failures = [o.message for o in run(part, cases=cases) if not o.passed]
-    assert not failures, f"{function_name(part)} failed:\n" + "\n".join(dict.fromkeys(failures))
+@pytest.mark.parametrize("name", [p.name for p in PARTS])
+def test_part(name, cases):
+    todo = problems(run(name, cases=cases))
+    if todo:
+        pytest.fail(" | ".join(todo), pytrace=False)

@@ -8,7 +8,7 @@ import zipfile
 
 from instructor import fixtures
 from instructor.gradescope.build import build_bundle
-from instructor.points import POINTS
+from gan_utils.parts import PART
 
 
 def test_bundle_ships_the_notebook(tmp_path):
@@ -34,8 +34,8 @@ def test_run_autograder_writes_results_json(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((root / "results" / "results.json").read_text())
-    lr_point = POINTS["get_optimizer"] / 4
-    assert abs(results["score"] - (100 - POINTS["interpolate_latent"] - lr_point)) < 1e-3
+    lr_point = PART["get_optimizer"].subtest_points
+    assert abs(results["score"] - (100 - PART["interpolate_latent"].points - lr_point)) < 1e-3
     tests = results["tests"]
     assert all({"name", "score", "max_score", "status", "output", "visibility"} <= set(t) for t in tests)
     assert abs(sum(t["max_score"] for t in tests) - 100) < 0.01

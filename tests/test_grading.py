@@ -1,17 +1,17 @@
 """End-to-end grading of fixture submissions: honest ones, broken ones and attacks, in two ``grade`` runs."""
 
 import csv
+import json
 import shutil
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from gan_utils.checks import PARTS, SUBTESTS
-from instructor import cli, fixtures, grade, jail, notebook_grading
-from instructor.points import POINTS
+from gan_utils.parts import PART, PARTS
+from instructor import cli, fixtures, grade, notebook_grading, sandbox
 
-LIMITS = jail.Limits(wall_s=20, part_timeout_s=4, memory_mb=4500)
+LIMITS = sandbox.Limits(wall_s=20, part_timeout_s=4, memory_mb=4500)
 WITH_NOTEBOOK = ("solution", "partial", "badnb")
 MODULE_ONLY = ("release", "missing", "syntax", "import_loop", "membomb", "exit0", "print100mb", "part_loop", "cheat",
                "conftest", "snoop")
@@ -48,11 +48,11 @@ def attack_run(tmp_path_factory):
     return {r.student: r for r in results}, out, subs
 
 
-def _reasons(r: grade.StudentResult) -> str:
+def _reasons(r) -> str:
     return " ".join(t.message for t in r.tests)
 
 
-def _part_score(r: grade.StudentResult, part: str) -> float:
+def _part_score(r, part: str) -> float:
     return sum(t.score for t in r.tests if t.part == part)
 
 
@@ -60,7 +60,7 @@ def test_solution_gets_full_marks_and_notebook_checks_pass(notebook_run):
     results, out, _, _ = notebook_run
     r = results["solution"]
     assert r.score == 100 and not r.notes and not r.grader_error
-    assert len(r.tests) == sum(len(SUBTESTS[p]) for p in PARTS)
+    assert len(r.tests) == sum(len(p.subtests) for p in PARTS)
     auto = [row for row in r.notebook if row["auto"]]
     assert auto and all(row["passed"] for row in auto), r.notebook
     assert [row["grade_id"] for row in r.notebook if not row["auto"]] == ["q_modes"]
@@ -74,8 +74,8 @@ def test_release_gets_zero_with_a_reason_for_every_lost_point(attack_run):
 
 def test_partial_submission_gets_exact_partial_credit(notebook_run):
     r = notebook_run[0]["partial"]
-    lr_point = POINTS["get_optimizer"] / len(SUBTESTS["get_optimizer"])
-    assert r.score == pytest.approx(100 - POINTS["interpolate_latent"] - lr_point)
+    lr_point = PART["get_optimizer"].subtest_points
+    assert r.score == pytest.approx(100 - PART["interpolate_latent"].points - lr_point)
     [lr] = [t for t in r.tests if t.name == "get_optimizer: lr"]
     assert lr.score == 0 and "0.0002" in lr.message
     assert _part_score(r, "interpolate_latent") == 0
@@ -95,11 +95,12 @@ def test_broken_notebook_and_missing_module_are_reported(notebook_run, attack_ru
 def test_feedback_gradescope_and_gradebook(notebook_run):
     results, out, subs, source_nb = notebook_run
     feedback = (out / "feedback" / "partial.md").read_text()
-    assert "learning rate is 0.0002" in feedback and "95 / 100" in feedback
+    expected = 100 - PART["interpolate_latent"].points - PART["get_optimizer"].subtest_points
+    assert "learning rate is 0.0002" in feedback and f"{expected:g} / 100" in feedback
     for text in (feedback, (out / "gradescope" / "partial" / "results.json").read_text()):
         assert "HIDDEN" not in text and 'check("discriminator_loss")' not in text
         assert fixtures.SECRET_ANSWER not in text
-    gs = grade.json.loads((out / "gradescope" / "partial" / "results.json").read_text())
+    gs = json.loads((out / "gradescope" / "partial" / "results.json").read_text())
     assert gs["score"] == pytest.approx(sum(t["score"] for t in gs["tests"]), abs=0.01)
     assert all({"name", "score", "max_score", "output", "visibility"} <= set(t) for t in gs["tests"])
     with open(out / "gradebook.csv", newline="") as f:
@@ -127,7 +128,7 @@ def test_broken_modules_get_zero_with_a_clear_reason(attack_run, kind, reason):
 @pytest.mark.parametrize("kind,reason", [("print100mb", "File too large"), ("part_loop", "time limit")])
 def test_a_part_that_kills_the_process_costs_only_that_part(attack_run, kind, reason):
     r = attack_run[0][kind]
-    assert r.score == 100 - POINTS["interpolate_latent"]
+    assert r.score == 100 - PART["interpolate_latent"].points
     assert all(reason in t.message for t in r.tests if t.part == "interpolate_latent")
 
 
@@ -140,7 +141,7 @@ def test_snoop_finds_everything_blocked(attack_run):
     results, out, subs = attack_run
     [message] = {t.message for t in results["snoop"].tests if t.part == "interpolate_latent"}
     assert "SNOOP" in message and "=OPEN" not in message, message
-    if jail.isolation() == "namespaces":
+    if sandbox.isolation() == "namespaces":
         assert message.count("=blocked") == 9, message
     assert (out / "results" / "victim.json").read_text() == "untouched"
     assert "pwned" not in (out / "gradebook.csv").read_text()

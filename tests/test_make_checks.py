@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from gan_utils import checks
+from gan_utils.parts import PARTS
+from gan_utils.references import load_cases
 from instructor import make_checks
 
 
@@ -14,7 +15,7 @@ def solution():
 
 @pytest.mark.parametrize("path", [make_checks.PUBLIC_FILE, make_checks.HIDDEN_FILE], ids=["public", "hidden"])
 def test_regeneration_reproduces_committed_arrays(solution, path):
-    committed = checks.load_cases(path)
+    committed = load_cases(path)
     fresh = make_checks.build_cases(solution, make_checks.SEEDS[path])
     assert committed.keys() == fresh.keys()
     for part, case in fresh.items():
@@ -28,12 +29,12 @@ def test_regeneration_reproduces_committed_arrays(solution, path):
                 assert np.allclose(stored, value, rtol=1e-9, atol=1e-12, equal_nan=True), f"{part}.{key}"
 
 
-DETERMINISTIC_INPUTS = {"in.param_scales", "in.param_offsets", "in.lr"}  # layout and settings, not draws
+DETERMINISTIC_INPUTS = {"in.param_scales", "in.param_offsets", "in.lr", "in.sizes"}  # layout and settings, not draws
 
 
 def test_hidden_inputs_differ_from_public(solution):
-    public, hidden = checks.load_cases(make_checks.PUBLIC_FILE), checks.load_cases(make_checks.HIDDEN_FILE)
-    for part in checks.PARTS:
+    public, hidden = load_cases(make_checks.PUBLIC_FILE), load_cases(make_checks.HIDDEN_FILE)
+    for part in (p.name for p in PARTS):
         floats = [k for k, v in public[part].items() if k.startswith("in.") and v.dtype.kind == "f"
                   and k not in DETERMINISTIC_INPUTS and not k.startswith("in.extreme_")]
         for key in floats:

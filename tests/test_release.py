@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from instructor import fixtures
-from instructor.release import ReleaseError, build_release, find_leaks, solution_lines
+from instructor.release import ReleaseError, build_release, find_answers, find_leaks, solution_lines
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +22,29 @@ def release(tmp_path_factory):
 def test_release_has_what_students_need(release):
     out, _ = release
     for rel in ("GAN.ipynb", "gan_pytorch.py", "gan-checks.npz", "gan_utils/checks.py", "gan_utils/data.py",
-                "tests/test_gan_pytorch.py", "requirements.txt", "README.md", "images/.gitkeep"):
+                "tests/test_gan_pytorch.py", "tests/conftest.py", "requirements.txt", "README.md", "pytest.ini",
+                "images/.gitkeep"):
         assert (out / rel).is_file(), rel
     names = {p.relative_to(out).parts[0] for p in out.rglob("*")}
-    assert not names & {"instructor", "bench", "tools", ".ci", "train.py", "inference.py"}
+    assert not names & {"instructor", "cli", "bench", "tools", ".ci", "train.py", "inference.py"}
     assert not list(out.rglob("hidden-checks*")) and not list(out.rglob("__pycache__"))
-    assert [p.name for p in (out / "tests").iterdir()] == ["test_gan_pytorch.py"]
+    assert sorted(p.name for p in (out / "tests").iterdir()) == ["conftest.py", "test_gan_pytorch.py"]
+
+
+def test_released_code_imports_only_released_code(release):
+    """The shipping boundary: every import in a released module is a released module or a third-party package."""
+    import ast
+
+    out, _ = release
+    ours = {"gan_utils", "gan_pytorch", "instructor", "cli", "train", "inference", "bench", "tools"}
+    shipped = {p.stem for p in out.glob("*.py")} | {"gan_utils"}
+    for path in out.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            for name in names:
+                top = name.split(".")[0]
+                assert top not in ours or top in shipped, f"{path.relative_to(out)} imports {name}"
 
 
 def test_no_solution_or_hidden_test_anywhere(release):
@@ -46,6 +63,7 @@ def test_released_notebook_is_locked_and_stubbed(release):
     nb = fixtures.nbformat.read(out / "GAN.ipynb", as_version=4)
     checks = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("check_")]
     assert len(checks) == 2 and all(c.metadata["nbgrader"]["locked"] for c in checks)
+    assert all(c.metadata["nbgrader"]["points"] == 0 for c in checks)  # feedback only: the module earns the points
     [answer] = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "q_modes"]
     assert "YOUR ANSWER HERE" in answer.source
 
@@ -78,3 +96,30 @@ def test_release_refuses_to_overwrite(release):
         build_release(out, notebook)
     with pytest.raises(ReleaseError, match="not found"):
         build_release(out.parent / "other", out.parent / "missing.ipynb")
+
+
+def test_answer_search_finds_an_answer_planted_in_the_package(release, tmp_path):
+    """A reference loss hidden in a shipped module (even under a private name) fails the release."""
+    out, _ = release
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert find_answers(copy) == []
+    (copy / "gan_utils" / "helpers.py").write_text(
+        "import torch.nn.functional as F\n\n\n"
+        "def _ref_bce(logits, target):\n    return F.binary_cross_entropy_with_logits(logits, target)\n\n\n"
+        "def lerp_rows(a, b, steps):\n    import torch\n"
+        "    t = torch.linspace(0, 1, steps, dtype=a.dtype)[:, None]\n    return (1 - t) * a + t * b\n")
+    assert sorted(find_answers(copy)) == ["gan_utils.helpers._ref_bce: bce_loss",
+                                          "gan_utils.helpers.lerp_rows: interpolate_latent"]
+
+
+def test_plain_pytest_in_the_release_prints_one_line_per_part(release):
+    out, _ = release
+    for argv in (["pytest"], [sys.executable, "-m", "pytest"]):
+        proc = subprocess.run(argv, cwd=out, capture_output=True, text=True, timeout=300,
+                              env={**__import__("os").environ, "PYTHONPATH": ""})
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        lines = proc.stdout.strip().splitlines()
+        todo = [line for line in lines if "not implemented yet" in line]
+        assert len(todo) == 14 and len(lines) <= 18, proc.stdout
+        assert "ModuleNotFoundError" not in proc.stdout + proc.stderr

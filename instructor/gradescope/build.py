@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from pathlib import Path
+
+from gan_utils.files import atomic_path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -31,14 +32,10 @@ def bundle_files(notebook: Path | None) -> dict[str, Path]:
 
 def build_bundle(out: Path, notebook: Path | None = None) -> Path:
     """Write the zip atomically; executables keep their mode."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".zip")
-    os.close(fd)
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         for name, path in bundle_files(notebook).items():
             info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
             info.external_attr = (0o755 if os.access(path, os.X_OK) else 0o644) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, path.read_bytes())
-    os.replace(tmp, out)
     return out

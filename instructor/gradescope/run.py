@@ -14,7 +14,8 @@ import traceback
 from pathlib import Path
 
 from instructor.grade import ROOT as SOURCE
-from instructor.grade import atomic_write, grade_all, gradescope_results
+from instructor.grade import grade_all
+from instructor.reports import atomic_write, gradescope_results
 
 
 def run(root: Path) -> int:

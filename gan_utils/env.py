@@ -1,0 +1,79 @@
+"""Where and how the code runs: smoke mode, threads, the device, the images folder.
+
+Smoke mode (environment variable ``GAN_SMOKE=1``) cuts every training run to ``SMOKE_ITERATIONS`` iterations, so
+that the whole notebook runs in a minute and still draws every figure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+IMAGE_DIR = Path(__file__).resolve().parent.parent / "images"
+SMOKE_ITERATIONS = 20
+
+
+def is_smoke() -> bool:
+    """True when the environment variable GAN_SMOKE is set (to anything but 0)."""
+    return os.environ.get("GAN_SMOKE", "") not in ("", "0")
+
+
+def iterations(n: int) -> int:
+    """``n`` training iterations, or ``SMOKE_ITERATIONS`` in smoke mode (if fewer)."""
+    return min(n, SMOKE_ITERATIONS) if is_smoke() else n
+
+
+def image_path(name: str) -> Path:
+    """``images/<name>.png``: where the notebook's figures and sample grids go."""
+    return IMAGE_DIR / f"{name}.png"
+
+
+def available_cores() -> int:
+    """Cores this process may run on (``sched_getaffinity`` sees container limits, ``cpu_count`` does not)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set torch's intra-op threads: ``n``, else $GAN_THREADS, else one per available core; returns the count.
+
+    On a machine shared with other busy processes, fewer threads than cores is often faster (threads that wait
+    for each other get descheduled): try GAN_THREADS=1 there.
+    """
+    if n is None and os.environ.get("GAN_THREADS"):
+        n = int(os.environ["GAN_THREADS"])
+    torch.set_num_threads(max(1, n or available_cores()))
+    return torch.get_num_threads()
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """"auto": CUDA if there is one, else Apple's MPS, else the CPU. Any other name must be a device that exists.
+
+    Raises ValueError naming the problem (an unknown name, or CUDA/MPS missing on this machine).
+    """
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"{name!r} is not a device name (try auto, cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}: CUDA is not available on this machine")
+    if device.type == "mps" and not has_mps:
+        raise ValueError(f"{name}: MPS is not available on this machine")
+    return device
+
+
+def supports_bfloat16(device: torch.device | str) -> bool:
+    """Whether bfloat16 autocast speeds up this device: CUDA with bf16 support, or a CPU with AVX-512 BF16 or
+    AMX instructions (without them a CPU emulates bfloat16, slower than float32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, hence looked up with care
+        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return False
