@@ -1,9 +1,10 @@
-"""Sample from a generator trained by train.py.
+"""Sample from a generator trained by train.py (its moving average of G's weights when the run kept one).
 
-    python inference.py --checkpoint runs/mlp/checkpoints/last.pt --n 64 --seed 0 --out samples.png
+    python inference.py --checkpoint runs/vanilla/checkpoints/last.pt --n 64 --seed 0 --out samples.png
     python inference.py --model dcgan --interpolate 8 --steps 10     # also an interpolation grid
 
-Exit status 2 with one line on stderr when the checkpoint is missing, corrupt, not ours or for another model.
+Exit status 2 with one line on stderr when the checkpoint is missing, corrupt, not ours or for another model, or
+the output cannot be written.
 """
 
 from __future__ import annotations
@@ -17,58 +18,24 @@ import torch
 from torch import nn
 
 import gan_pytorch as gp
-from gan_utils import checkpoint as ckpt_io
-from gan_utils.models import MODELS
-from gan_utils.training import sample, save_grid
+from cli import checkpoint as ckpt_io
+from cli.args import ConfigError, Parser, check_writable, device, positive_int
+from gan_utils.models import MODELS, sample
+from gan_utils.plots import save_grid
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (no usage block) and exits with status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def pick_device(name: str) -> torch.device:
-    """'auto' -> CUDA, else Apple's MPS, else the CPU; otherwise the named device, which must exist."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name!r} is not a device name (try auto, cpu, cuda, cuda:1, mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {name}: MPS is not available on this machine")
-    return device
-
-
-def load_generator(path: str | Path, model: str | None, device: torch.device) -> tuple[nn.Module, dict]:
-    """The generator stored in checkpoint ``path`` (for ``model``, if given), in eval mode, and its config."""
+def load_generator(path: str | Path, model: str | None, run_device: torch.device) -> tuple[nn.Module, dict]:
+    """The generator stored in checkpoint ``path`` (for ``model``, if given), in eval mode, and the run's config:
+    the EMA copy when the run kept one, else G itself."""
     ckpt = ckpt_io.load(path, model=model)
     if ckpt["model"] not in MODELS:
         raise ckpt_io.CheckpointError(f"{path} was made for model {ckpt['model']!r}, which this code does not know "
                                       f"(known: {', '.join(MODELS)})")
     config = ckpt["config"]
-    G = MODELS[ckpt["model"]].build_g(int(config["latent_dim"]))
-    ckpt_io.load_state(G, ckpt["G"], "generator", path)
-    return G.to(device).eval(), config
+    G = MODELS[ckpt["model"]].networks(int(config["latent_dim"]))[1]
+    weights = ckpt["G_ema"]["module"] if ckpt["G_ema"] else ckpt["G"]
+    ckpt_io.load_state(G, weights, "generator", path)
+    return G.to(run_device).eval(), config
 
 
 def interpolation_noise(pairs: int, steps: int, dim: int, seed: int) -> torch.Tensor:
@@ -79,8 +46,7 @@ def interpolation_noise(pairs: int, steps: int, dim: int, seed: int) -> torch.Te
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
-    p = Parser(prog="inference.py", description=__doc__,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="inference.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="checkpoint file (default: runs/<model>/checkpoints/last.pt)")
     p.add_argument("--model", choices=list(MODELS), default=None,
@@ -106,11 +72,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run inference; return the exit status."""
     args = parse_args(argv)
+    interp_out = args.interp_out or args.out.with_name(f"{args.out.stem}_interp.png")
     try:
-        device = pick_device(args.device)
-        path = args.checkpoint or Path("runs") / (args.model or "mlp") / "checkpoints" / "last.pt"
-        G, config = load_generator(path, args.model, device)
-    except (ValueError, ckpt_io.CheckpointError) as exc:
+        run_device = device(args.device)
+        check_writable(args.out.parent, "--out")
+        if args.interpolate:
+            check_writable(interp_out.parent, "--interp_out")
+        path = args.checkpoint or Path("runs") / (args.model or "vanilla") / "checkpoints" / "last.pt"
+        if not path.exists():
+            raise ckpt_io.CheckpointError(f"no checkpoint at {path} "
+                                          "(train one with train.py, or pass --checkpoint PATH)")
+        G, config = load_generator(path, args.model, run_device)
+    except (ConfigError, ckpt_io.CheckpointError) as exc:
         print(f"inference.py: error: {exc}", file=sys.stderr)
         return 2
     dim = int(config["latent_dim"])
@@ -118,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     out = save_grid(sample(G, gp.sample_noise(args.n, dim, seed=args.seed)), args.out, nrow=nrow)
     print(f"wrote {args.n} samples to {out}")
     if args.interpolate:
-        interp_out = args.interp_out or args.out.with_name(f"{args.out.stem}_interp.png")
         z = interpolation_noise(args.interpolate, args.steps, dim, args.seed)
         save_grid(sample(G, z), interp_out, nrow=args.steps)
         print(f"wrote {args.interpolate}x{args.steps} interpolation grid to {interp_out}")

@@ -1,13 +1,18 @@
-"""Train one of the assignment's GANs on MNIST from the command line.
+"""Train one of the assignment's GANs on MNIST from the command line, through the notebook's own training path.
 
     python train.py --model dcgan --n_epochs 5
     python train.py --model dcgan --n_epochs 10 --resume          # go on from runs/dcgan/checkpoints/last.pt
 
-Writes into --out_dir (default runs/<model>): checkpoints/last.pt (G, D, optimizers, RNG states, config and
-history; every --checkpoint_every epochs, at the end, on Ctrl-C), images/<step>.png (samples of a fixed noise
-batch every --sample_interval batches) and loss.png. A resumed run gives the same weights as an uninterrupted
-one with the same seed. Exit status: 0 done, 1 non-finite loss (the last good checkpoint is kept), 2 bad flags
-or checkpoint (one line on stderr), 130 interrupted (checkpoint written).
+The GAN is built by ``gan_utils.models.make_trainer`` (your gan_pytorch functions, one get_optimizer per network)
+and trained by ``gan_utils.training.fit``, as in the notebook, with the notebook's recipe for the model (batch
+size, EMA of G, bfloat16 where the machine supports it) unless flags say otherwise. On top of that: checkpoints
+(every --checkpoint_every epochs, at the end and on Ctrl-C), exact resume, and the flags below.
+
+Writes into --out_dir (default runs/<model>): checkpoints/last.pt, images/<model>_iter<step>.png (samples of a
+fixed noise batch every --sample_interval steps) and loss.png. A resumed run gives the same weights as one never
+stopped. A fresh run refuses a folder that holds a checkpoint (pass --resume, or --overwrite to start again).
+Exit status: 0 done, 1 non-finite loss (the last good checkpoint is kept), 2 bad flags or checkpoint (one line on
+stderr), 130 interrupted (checkpoint written).
 """
 
 from __future__ import annotations
@@ -24,105 +29,84 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 import gan_pytorch as gp  # noqa: E402
-from gan_utils import checkpoint as ckpt_io  # noqa: E402
-from gan_utils.data import MNISTDataError, iterate_minibatches, load_mnist  # noqa: E402
-from gan_utils.files import atomic_path  # noqa: E402
-from gan_utils.models import IMG_SHAPE, MODELS, build  # noqa: E402
-from gan_utils.training import sample, save_grid  # noqa: E402
-from inference import Parser, pick_device, positive_int  # noqa: E402
+from cli import checkpoint as ckpt_io  # noqa: E402
+from cli.args import ConfigError, Parser, check_writable, device, positive_float, positive_int, unit_interval  # noqa: E402
+from gan_utils import env  # noqa: E402
+from gan_utils.data import DATA_DIR_ENV, DEFAULT_DATA_DIR, Batches, MNISTDataError, load_mnist  # noqa: E402
+from gan_utils.models import EMA, MODELS, make_trainer, sample, unwrap  # noqa: E402
+from gan_utils.plots import plot_history, save_grid  # noqa: E402
+from gan_utils.training import RECIPES, History, fit  # noqa: E402
 
 FIXED_SAMPLES = 64
-SYNC_EVERY = 25  # steps between reading losses back (a device sync): NaN checks and progress-bar updates
-STATS = ("d_loss", "g_loss", "d_real", "d_fake")
+SYNC_EVERY = 25  # steps between reading losses back (a device sync) to check that they are finite
+IMAGE_SHAPE = (1, 28, 28)  # MNIST: every model makes 28x28 single-channel images
 # Flags that change the trajectory: a resumed run must use the checkpoint's values.
-LOCKED = ("model", "batch_size", "lr", "b1", "b2", "latent_dim", "dropout", "seed", "subset")
-
-
-class ConfigError(ValueError):
-    """A flag value that cannot work; the message is one line naming the flag."""
+LOCKED = ("model", "batch_size", "lr", "b1", "b2", "latent_dim", "seed", "subset", "ema", "bf16")
+DEFAULTS = {"model": "vanilla", "n_epochs": 10, "lr": gp.LEARNING_RATE, "b1": gp.BETAS[0], "b2": gp.BETAS[1],
+            "latent_dim": gp.NOISE_DIM, "seed": 0, "subset": None, "sample_interval": 400, "checkpoint_every": 1}
 
 
 class NonFiniteError(RuntimeError):
     """Training produced a NaN or infinite loss or weight."""
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def unit_interval(text: str) -> float:
-    """argparse type: a float in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line; every training flag defaults to None so that --resume can tell what was given."""
-    models = "; ".join(f"{s.name}: {s.help} (lr {s.lr:g}, latent {s.latent_dim})" for s in MODELS.values())
-    p = Parser(prog="train.py", description=__doc__,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=list(MODELS), help=f"default mlp. {models}")
+    """The command line; flags default to None so that --resume can tell what was given."""
+    models = "; ".join(f"{name}: {spec.description}" for name, spec in MODELS.items())
+    p = Parser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=list(MODELS), help=f"default vanilla. {models}")
     p.add_argument("--n_epochs", type=positive_int, help="epochs in total, counting resumed ones (default 10)")
-    p.add_argument("--batch_size", type=positive_int, help="default 128")
-    p.add_argument("--lr", type=positive_float, help="Adam learning rate (default: 1e-3, 2e-4 for mlp-wide)")
-    p.add_argument("--b1", type=unit_interval, help="Adam beta1 (default 0.5)")
-    p.add_argument("--b2", type=unit_interval, help="Adam beta2 (default 0.999)")
-    p.add_argument("--latent_dim", type=positive_int, help="noise size (default: 96, 100 for mlp-wide)")
-    p.add_argument("--img_size", type=positive_int, default=28, help="image side; MNIST models make 28")
-    p.add_argument("--channels", type=positive_int, default=1, help="image channels; MNIST models make 1")
-    p.add_argument("--dropout", type=unit_interval, help="dropout in D, mlp-wide only (default 0)")
-    p.add_argument("--sample_interval", type=positive_int, default=400, help="batches between grids (default 400)")
-    p.add_argument("--checkpoint_every", type=positive_int, default=1, help="epochs between checkpoints (default 1)")
+    p.add_argument("--batch_size", type=positive_int, help="default: the notebook's recipe for the model (128)")
+    p.add_argument("--lr", type=positive_float,
+                   help=f"Adam's learning rate, both networks (default {gp.LEARNING_RATE:g})")
+    p.add_argument("--b1", type=unit_interval, help=f"Adam's beta1 (default {gp.BETAS[0]:g})")
+    p.add_argument("--b2", type=unit_interval, help=f"Adam's beta2 (default {gp.BETAS[1]:g})")
+    p.add_argument("--latent_dim", type=positive_int, help=f"noise size (default {gp.NOISE_DIM})")
+    p.add_argument("--img_size", type=positive_int, default=28, help="image side; the MNIST models make 28")
+    p.add_argument("--channels", type=positive_int, default=1, help="image channels; the MNIST models make 1")
+    p.add_argument("--ema", type=unit_interval, help="decay of the moving average of G's weights that samples are "
+                                                     "drawn from; 0 turns it off (default: the model's recipe)")
+    p.add_argument("--no_bf16", action="store_true", help="train in float32 even where bfloat16 is supported")
+    p.add_argument("--sample_interval", type=positive_int, help="steps between sample grids (default 400)")
+    p.add_argument("--checkpoint_every", type=positive_int, help="epochs between checkpoints (default 1)")
     p.add_argument("--seed", type=int, help="seed for weights, noise and shuffling (default 0)")
     p.add_argument("--device", default="auto", help="auto (default: cuda, else mps, else cpu), cpu, cuda, cuda:N")
-    p.add_argument("--data_dir", help="MNIST directory (default: $GAN_DATA_DIR, else ./data)")
-    p.add_argument("--out_dir", type=Path, help="output directory (default runs/<model>)")
+    p.add_argument("--data_dir", help=f"MNIST folder (default: ${DATA_DIR_ENV}, else {DEFAULT_DATA_DIR})")
+    p.add_argument("--out_dir", type=Path, help="output folder (default runs/<model>)")
     p.add_argument("--resume", nargs="?", const="last", metavar="CHECKPOINT",
                    help="continue from CHECKPOINT (default <out_dir>/checkpoints/last.pt)")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in an --out_dir that holds a checkpoint")
     p.add_argument("--subset", type=positive_int, help="train on the first N images only (quick tests)")
     # For tests: behave as if Ctrl-C arrived right after this many steps in total.
     p.add_argument("--stop_after_steps", type=positive_int, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
-def resolve_config(args: argparse.Namespace, saved: dict[str, Any] | None) -> dict[str, Any]:
-    """Fill unset flags from the checkpoint (when resuming), else from the model's defaults; check them."""
+def resolve_config(args: argparse.Namespace, saved: dict[str, Any] | None, bf16_here: bool) -> dict[str, Any]:
+    """Fill unset flags from the checkpoint (when resuming), else from the defaults and the model's recipe."""
+    given = {"bf16": False if args.no_bf16 else None, **{k: getattr(args, k) for k in LOCKED if k != "bf16"}}
     if saved is not None:
         for key in LOCKED:
-            given = getattr(args, key)
-            if given is not None and given != saved[key]:
-                raise ConfigError(f"--{key} {given} does not match the checkpoint ({key}={saved[key]}); "
+            if given[key] is not None and given[key] != saved[key]:
+                raise ConfigError(f"--{key} {given[key]} does not match the checkpoint ({key}={saved[key]}); "
                                   f"a resumed run keeps the checkpoint's {key}")
         config = dict(saved)
     else:
-        spec = MODELS[args.model or "mlp"]
-        config = {"model": spec.name, "batch_size": 128, "lr": spec.lr, "b1": spec.b1, "b2": spec.b2,
-                  "latent_dim": spec.latent_dim, "dropout": 0.0, "seed": 0, "subset": None, "n_epochs": 10}
-        config.update({k: getattr(args, k) for k in LOCKED if getattr(args, k) is not None})
-    if args.n_epochs is not None:
-        config["n_epochs"] = args.n_epochs
-    spec = MODELS[config["model"]]
-    if config["dropout"] and not spec.dropout:
-        raise ConfigError(f"--dropout: model {spec.name!r} has no dropout (only mlp-wide does)")
-    if (args.channels, args.img_size, args.img_size) != IMG_SHAPE:
-        raise ConfigError(f"--img_size {args.img_size} --channels {args.channels}: model {spec.name!r} makes "
-                          f"{IMG_SHAPE[1]}x{IMG_SHAPE[2]} images with {IMG_SHAPE[0]} channel (MNIST); "
-                          f"use --img_size {IMG_SHAPE[1]} --channels {IMG_SHAPE[0]}")
+        model = args.model or DEFAULTS["model"]
+        recipe = RECIPES[model]
+        config = {**DEFAULTS, "model": model, "batch_size": recipe.batch_size, "ema": recipe.ema_decay or 0.0,
+                  "bf16": recipe.bf16 and bf16_here}
+        config.update({k: v for k, v in given.items() if v is not None})
+    for key in ("n_epochs", "sample_interval", "checkpoint_every"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    if (args.channels, args.img_size, args.img_size) != IMAGE_SHAPE:
+        raise ConfigError(f"--img_size {args.img_size} --channels {args.channels}: model {config['model']!r} makes "
+                          f"{IMAGE_SHAPE[1]}x{IMAGE_SHAPE[2]} images with {IMAGE_SHAPE[0]} channel (MNIST); "
+                          f"use --img_size {IMAGE_SHAPE[1]} --channels {IMAGE_SHAPE[0]}")
     return config
 
 
@@ -149,149 +133,127 @@ class StopRequest:
             signal.signal(s, old)
 
 
-def plot_losses(history: dict[str, list[float]], path: Path) -> None:
-    """Per-step losses and D outputs, written atomically."""
-    fig, (ax_loss, ax_d) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, label in (("d_loss", "D loss"), ("g_loss", "G loss")):
-        ax_loss.plot(history[key], label=label, linewidth=0.8)
-    for key, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
-        ax_d.plot(history[key], label=label, linewidth=0.8)
-    for ax, title in ((ax_loss, "losses"), (ax_d, "discriminator outputs")):
-        ax.set(xlabel="step", title=title)
-        ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+def locate(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """(output folder, checkpoint to resume from or None)."""
+    if not args.resume:
+        return args.out_dir or Path("runs") / (args.model or DEFAULTS["model"]), None
+    if args.resume != "last":
+        path = Path(args.resume)
+        return args.out_dir or path.parent.parent, path
+    out_dir = args.out_dir or Path("runs") / (args.model or DEFAULTS["model"])
+    return out_dir, out_dir / "checkpoints" / "last.pt"
 
 
 def train(args: argparse.Namespace) -> int:
     """Train as ``args`` say; return the exit status."""
-    try:
-        device = pick_device(args.device)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    ckpt = None
-    if args.resume:
-        explicit = args.resume != "last"
-        model_dir = args.out_dir or Path("runs") / (args.model or "mlp")
-        path = Path(args.resume) if explicit else model_dir / "checkpoints" / "last.pt"
-        ckpt = ckpt_io.load(path, model=args.model)
-        if ckpt["model"] not in MODELS:
-            raise ckpt_io.CheckpointError(f"{path} was made for model {ckpt['model']!r}, unknown here")
-    config = resolve_config(args, ckpt["config"] if ckpt else None)
-    out_dir = args.out_dir or (path.parent.parent if ckpt and explicit else Path("runs") / config["model"])
+    run_device = device(args.device)
+    out_dir, resume_from = locate(args)
     ckpt_path = out_dir / "checkpoints" / "last.pt"
+    ckpt = None
+    if resume_from is not None:
+        try:
+            ckpt = ckpt_io.load(resume_from, model=args.model)
+        except ckpt_io.CheckpointError as exc:
+            hint = "" if resume_from.exists() else " (train without --resume first, or pass --resume PATH)"
+            raise ckpt_io.CheckpointError(f"{exc}{hint}") from None
+        if ckpt["model"] not in MODELS:
+            raise ckpt_io.CheckpointError(f"{resume_from} was made for model {ckpt['model']!r}, unknown here")
+    elif ckpt_path.exists() and not args.overwrite:
+        raise ConfigError(f"{ckpt_path} exists: pass --resume to continue it, or --overwrite to start again")
+    config = resolve_config(args, ckpt["config"] if ckpt else None, env.supports_bfloat16(run_device))
+    check_writable(out_dir, "--out_dir")
 
     images = load_mnist(args.data_dir)[0]
-    if tuple(images.shape[1:]) != IMG_SHAPE:
-        raise ConfigError(f"the data has images of shape {tuple(images.shape[1:])}, the models make {IMG_SHAPE}")
     if config["subset"]:
         images = images[:config["subset"]]
     if config["batch_size"] > len(images):
         raise ConfigError(f"--batch_size {config['batch_size']} is larger than the {len(images)} training images")
-    images = images.to(device)
-    steps_per_epoch = len(images) // config["batch_size"]
+    images = images.to(run_device)
+    batches = Batches(images, config["batch_size"], seed=config["seed"])
+    total = config["n_epochs"] * batches.per_epoch
 
-    gan = build(config["model"], config["latent_dim"], config["lr"], config["b1"], config["b2"],
-                config["dropout"], device, seed=config["seed"])
-    shuffle = torch.Generator().manual_seed(config["seed"])
-    fixed_noise = gp.sample_noise(FIXED_SAMPLES, config["latent_dim"], seed=config["seed"] + 1).to(device)
-    history: dict[str, list[float]] = {k: [] for k in STATS}
-    epoch = batch = step = 0
+    trainer = make_trainer(config["model"], noise_dim=config["latent_dim"], device=run_device, seed=config["seed"],
+                           bf16=config["bf16"])
+    for solver in (trainer.D_solver, trainer.G_solver):  # the flags change get_optimizer's settings, if given
+        for group in solver.param_groups:
+            group.update(lr=config["lr"], betas=(config["b1"], config["b2"]))
+    ema = EMA(trainer.G, config["ema"]) if config["ema"] else None
+    history = History()
+    fixed_noise = gp.sample_noise(FIXED_SAMPLES, config["latent_dim"], seed=config["seed"] + 1).to(run_device)
+    torch.manual_seed(config["seed"])  # the noise train_step draws
     if ckpt:
-        for module, key, what in ((gan.G, "G", "generator"), (gan.D, "D", "discriminator"),
-                                  (gan.G_solver, "G_opt", "generator optimizer"),
-                                  (gan.D_solver, "D_opt", "discriminator optimizer")):
-            ckpt_io.load_state(module, ckpt[key], what, path)
-        ckpt_io.set_rng_state(ckpt["rng"], shuffle)
-        epoch, batch, step, history = ckpt["epoch"], ckpt["batch"], ckpt["step"], ckpt["history"]
-        print(f"resumed from {path}: epoch {epoch}, step {step}")
-    if epoch >= config["n_epochs"]:
-        print(f"nothing to do: {epoch} of --n_epochs {config['n_epochs']} epochs are done; pass a larger --n_epochs")
+        for module, key, what in ((unwrap(trainer.G), "G", "generator"), (unwrap(trainer.D), "D", "discriminator"),
+                                  (trainer.G_solver, "G_opt", "generator optimizer"),
+                                  (trainer.D_solver, "D_opt", "discriminator optimizer"),
+                                  *([(ema, "G_ema", "averaged generator")] if ema else []),
+                                  (batches, "batches", "data position"), (history, "history", "history")):
+            ckpt_io.load_state(module, ckpt[key], what, resume_from)
+        torch.set_rng_state(ckpt["rng"])
+        print(f"resumed from {resume_from}: step {len(history)} of {total}")
+    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    if len(history) >= total:
+        print(f"nothing to do: {len(history)} steps ({len(history) // batches.per_epoch} epochs) are done; "
+              "pass a larger --n_epochs")
         return 0
-    config["out_dir"] = str(out_dir)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-
-    shuffle_state = shuffle.get_state()
 
     def save_checkpoint() -> None:
-        params = [*gan.G.parameters(), *gan.D.parameters()]
+        params = [*trainer.G.parameters(), *trainer.D.parameters()]
         if not all(bool(torch.isfinite(p).all()) for p in params):
-            raise NonFiniteError(f"non-finite weights at step {step}")
-        ckpt_io.save({"model": config["model"], "config": config, "epoch": epoch, "batch": batch, "step": step,
-                      "G": gan.G.state_dict(), "D": gan.D.state_dict(), "G_opt": gan.G_solver.state_dict(),
-                      "D_opt": gan.D_solver.state_dict(),
-                      "rng": ckpt_io.rng_state(shuffle.get_state() if batch == 0 else shuffle_state),
-                      "history": history}, ckpt_path)
+            raise NonFiniteError(f"non-finite weights at step {len(history)}")
+        ckpt_io.save({"model": config["model"], "config": config, "step": len(history),
+                      "G": unwrap(trainer.G).state_dict(), "D": unwrap(trainer.D).state_dict(),
+                      "G_opt": trainer.G_solver.state_dict(), "D_opt": trainer.D_solver.state_dict(),
+                      "G_ema": ema.state_dict() if ema else None, "batches": batches.state_dict(),
+                      "rng": torch.get_rng_state(), "history": history.state_dict()}, ckpt_path)
 
-    pending: list[torch.Tensor] = []
+    started = [time.perf_counter()]
+    stopped: list[int] = []
 
-    def flush() -> None:
-        if not pending:
-            return
-        rows = torch.stack(pending).cpu()
-        pending.clear()
-        for key, column in zip(STATS, rows.T.tolist()):
-            history[key].extend(column)
-        finite = torch.isfinite(rows).all(dim=1)
-        if not finite.all():
-            first = int((~finite).nonzero()[0])
-            values = ", ".join(f"{k}={v:.4g}" for k, v in zip(STATS, rows[first].tolist()))
-            raise NonFiniteError(f"non-finite loss at step {step - len(rows) + first + 1} ({values})")
+    def on_step(step: int) -> bool:
+        """Finiteness checks, the epoch table, checkpoints and stop requests, after each step."""
+        if step % SYNC_EVERY == 0 or step % batches.per_epoch == 0:
+            rows = torch.from_numpy(history.table(last=SYNC_EVERY))
+            bad = (~torch.isfinite(rows).all(dim=1)).nonzero()
+            if len(bad):
+                values = ", ".join(f"{k}={v:.4g}" for k, v in zip(gp.StepStats._fields, rows[int(bad[0])].tolist()))
+                raise NonFiniteError(f"non-finite loss at step {step - len(rows) + int(bad[0]) + 1} ({values})")
+        if step % batches.per_epoch == 0:
+            epoch = step // batches.per_epoch
+            means = history.table(last=batches.per_epoch).mean(axis=0)
+            tqdm.write(f"{epoch:>3}/{config['n_epochs']:<3} {means[0]:9.4f} {means[1]:9.4f} {means[2]:7.3f} "
+                       f"{means[3]:8.3f} {time.perf_counter() - started[0]:6.1f}s")
+            started[0] = time.perf_counter()
+            if epoch % config["checkpoint_every"] == 0 or step == total:
+                save_checkpoint()
+        if stop.signum is not None or step == args.stop_after_steps:
+            stopped.append(stop.signum or signal.SIGINT)
+            save_checkpoint()
+            return True
+        return False
 
-    header = f"{'epoch':>7} {'D loss':>9} {'G loss':>9} {'D(x)':>7} {'D(G(z))':>8} {'time':>7}"
-    bar = tqdm(total=config["n_epochs"] * steps_per_epoch, initial=step, unit="step", dynamic_ncols=True)
-    stopped = None
     try:
         with StopRequest() as stop:
             # Printed once Ctrl-C is caught, so whoever waits for this line may interrupt safely.
-            tqdm.write(f"training {config['model']} on {len(images)} images, {device}, {steps_per_epoch} "
-                       f"steps/epoch; output in {out_dir}")
-            tqdm.write(header)
-            sys.stdout.flush()
-            while epoch < config["n_epochs"] and stopped is None:
-                started = time.perf_counter()
-                shuffle_state = shuffle.get_state()
-                for i, real in enumerate(iterate_minibatches(images, config["batch_size"], generator=shuffle)):
-                    if i < batch:  # resuming mid-epoch: these batches were trained on before the stop
-                        continue
-                    pending.append(torch.stack(gan.trainer.train_step(real)))
-                    step, batch = step + 1, batch + 1
-                    if len(pending) >= SYNC_EVERY:
-                        flush()
-                        bar.set_postfix({k: f"{v[-1]:.3f}" for k, v in history.items()}, refresh=False)
-                    if step % args.sample_interval == 0:
-                        save_grid(sample(gan.G, fixed_noise), out_dir / "images" / f"{step:07d}.png")
-                    bar.update()
-                    if stop.signum is not None or step == args.stop_after_steps:
-                        stopped = stop.signum or signal.SIGINT
-                        break
-                flush()
-                if stopped is None:
-                    epoch, batch = epoch + 1, 0
-                    means = [sum(history[k][-steps_per_epoch:]) / steps_per_epoch for k in STATS]
-                    tqdm.write(f"{epoch:>3}/{config['n_epochs']:<3} {means[0]:9.4f} {means[1]:9.4f} "
-                               f"{means[2]:7.3f} {means[3]:8.3f} {time.perf_counter() - started:6.1f}s")
-                    if epoch % args.checkpoint_every == 0 or epoch == config["n_epochs"]:
-                        save_checkpoint()
-            if stopped is not None:
-                save_checkpoint()
+            print(f"training {config['model']} on {len(images)} images, {run_device}"
+                  f"{', bfloat16' if config['bf16'] else ''}, {batches.per_epoch} steps/epoch; output in {out_dir}")
+            print(f"{'epoch':>7} {'D loss':>9} {'G loss':>9} {'D(x)':>7} {'D(G(z))':>8} {'time':>7}", flush=True)
+            fit(trainer, batches, total, ema=ema, history=history, fixed_noise=fixed_noise,
+                sample_every=config["sample_interval"], name=config["model"], image_dir=out_dir / "images",
+                on_step=on_step)
     except NonFiniteError as exc:
-        bar.close()
         kept = f"the last good checkpoint is kept at {ckpt_path}" if ckpt_path.exists() else "no checkpoint was saved"
-        print(f"train.py: error: {exc}; training stopped, {kept}. Try a smaller --lr.",
-              file=sys.stderr)
+        print(f"train.py: error: {exc}; training stopped, {kept}. Try a smaller --lr.", file=sys.stderr)
         return 1
-    bar.close()
-    if stopped is not None:
-        name = signal.Signals(stopped).name
-        print(f"train.py: {name}: stopped at epoch {epoch} step {step}; checkpoint saved to {ckpt_path}; "
-              "continue with --resume", file=sys.stderr)
-        return 128 + stopped
-    save_grid(sample(gan.G, fixed_noise), out_dir / "images" / "final.png")
-    plot_losses(history, out_dir / "loss.png")
-    print(f"done: {step} steps; checkpoint {ckpt_path}, samples {out_dir / 'images'}, losses {out_dir / 'loss.png'}")
+    if stopped:
+        step = len(history)
+        print(f"train.py: {signal.Signals(stopped[0]).name}: stopped in epoch {step // batches.per_epoch + 1} at "
+              f"step {step}; checkpoint saved to {ckpt_path}; continue with --resume", file=sys.stderr)
+        return 128 + stopped[0]
+    G = ema.module if ema else trainer.G
+    save_grid(sample(G, fixed_noise), out_dir / "images" / "final.png")
+    plt.close(plot_history(history, config["model"], out_dir / "loss.png", show=False))
+    print(f"done: {len(history)} steps; checkpoint {ckpt_path}, samples {out_dir / 'images'}, "
+          f"losses {out_dir / 'loss.png'}")
     return 0
 
 

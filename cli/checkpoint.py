@@ -1,9 +1,9 @@
-"""Checkpoints of the command-line GANs: written atomically, read back only if they are ours.
+"""Checkpoints of train.py: written atomically, read back only if they are ours.
 
 A checkpoint is a plain dict of tensors and plain Python values, so it loads with
-``torch.load(weights_only=True)`` (no pickled code runs). Keys: ``format``, ``model``, ``config``, ``epoch``
-(completed epochs), ``batch`` (batches done in the epoch under way), ``step``, ``G``, ``D``, ``G_opt``, ``D_opt``,
-``rng`` and ``history``.
+``torch.load(weights_only=True)`` (no pickled code runs). Keys: ``format``, ``model``, ``config``, ``step``,
+``G``, ``D``, ``G_opt``, ``D_opt``, ``G_ema`` (the EMA generator's state, or None), ``batches`` (the position in
+the shuffled data), ``rng`` (torch's random state) and ``history``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import torch
 
 from gan_utils.files import atomic_path
 
-FORMAT = "gan-assignment-checkpoint/1"
-REQUIRED = ("model", "config", "epoch", "batch", "step", "G", "D", "G_opt", "D_opt", "rng", "history")
+FORMAT = "gan-assignment-checkpoint/2"
+REQUIRED = ("model", "config", "step", "G", "D", "G_opt", "D_opt", "G_ema", "batches", "rng", "history")
 
 
 class CheckpointError(RuntimeError):
@@ -41,7 +41,7 @@ def load(path: str | os.PathLike, model: str | None = None) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path} (train one with train.py, or pass --checkpoint PATH)")
+        raise CheckpointError(f"no checkpoint at {path}")
     with open(path, "rb") as f:
         if f.read(4) != b"PK\x03\x04":  # torch.save writes a zip archive
             raise CheckpointError(f"{path} is corrupt or not a checkpoint at all (not a torch.save archive); "
@@ -68,23 +68,6 @@ def load(path: str | os.PathLike, model: str | None = None) -> dict[str, Any]:
     if model is not None and ckpt["model"] != model:
         raise CheckpointError(f"{path} was made for model {ckpt['model']!r}, not {model!r}")
     return ckpt
-
-
-def rng_state(shuffle_state: torch.Tensor) -> dict[str, Any]:
-    """The random states a run depends on, as tensors: torch's global RNG (noise, dropout) and ``shuffle_state``,
-    the shuffle generator's state at the start of the epoch under way."""
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "shuffle": shuffle_state}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
-    """Restore what ``rng_state`` captured."""
-    torch.set_rng_state(state["torch"])
-    shuffle.set_state(state["shuffle"])
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def load_state(module: torch.nn.Module | torch.optim.Optimizer, state: dict[str, Any], what: str,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
-from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -180,21 +179,3 @@ class Batches:
         self.generator.set_state(state["epoch_start"])
         self._new_order()
         self.epoch, self.index = int(state["epoch"]), int(state["index"])
-
-
-def iterate_minibatches(images: torch.Tensor, batch_size: int, shuffle: bool = True,
-                        drop_last: bool = True, generator: torch.Generator | None = None
-                        ) -> Iterator[torch.Tensor]:
-    """Yield batches sliced from an in-memory tensor: one pass over ``images``.
-
-    Slicing one big tensor avoids the per-item ``Dataset.__getitem__`` loop that dominates the step time
-    of small models on a CPU.
-    """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    n = len(images)
-    if shuffle:
-        images = images[torch.randperm(n, generator=generator)]
-    stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
-        yield images[start:start + batch_size]

@@ -74,21 +74,24 @@ def fuse_adam(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
 
 
 def make_trainer(model: str, *, noise_dim: int = gp.NOISE_DIM, device: torch.device | str = "cpu",
-                 seed: int = 0, bf16: bool = False) -> gp.GANTrainer:
+                 seed: int = 0, bf16: bool = False, fast: bool = True) -> gp.GANTrainer:
     """Your ``GANTrainer`` for "vanilla", "lsgan" or "dcgan", with weights drawn from ``seed``.
 
-    D and G come from your functions, each gets its own ``get_optimizer`` (switched to fused Adam: the same
-    update, faster), and the losses are yours. With ``bf16`` the networks run under ``BFloat16``; convolutional
-    networks use the channels-last layout (faster convolutions on a CPU, the same numbers).
+    D and G come from your functions, each gets its own ``get_optimizer``, and the losses are yours. With
+    ``fast`` (the same maths, less time): Adam switched to its fused implementation, and convolutional networks in
+    the channels-last layout. With ``bf16`` the networks run under ``BFloat16``.
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     spec = MODELS[model]
     torch.manual_seed(seed)
     D, G = (net.to(device) for net in spec.networks(noise_dim))
-    if any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for net in (D, G) for m in net.modules()):
+    convolutional = any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for net in (D, G) for m in net.modules())
+    if fast and convolutional:
         D, G = D.to(memory_format=torch.channels_last), G.to(memory_format=torch.channels_last)
-    D_solver, G_solver = fuse_adam(gp.get_optimizer(D)), fuse_adam(gp.get_optimizer(G))
+    D_solver, G_solver = gp.get_optimizer(D), gp.get_optimizer(G)
+    if fast:
+        D_solver, G_solver = fuse_adam(D_solver), fuse_adam(G_solver)
     if bf16:
         D, G = BFloat16(D), BFloat16(G)
     return gp.GANTrainer(D, G, D_solver, G_solver, *spec.losses(), noise_dim=noise_dim, logits=spec.logits)

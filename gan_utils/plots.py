@@ -84,8 +84,9 @@ def smooth(values: np.ndarray, window: int = 50) -> np.ndarray:
     return np.concatenate([head, out])
 
 
-def plot_history(history: History, title: str = "", path: str | Path | None = None, window: int = 50) -> Figure:
-    """Losses (left) and mean D(x), D(G(z)) (right) per iteration, raw and smoothed."""
+def plot_history(history: History, title: str = "", path: str | Path | None = None, window: int = 50,
+                 show: bool = True) -> Figure:
+    """Losses (left) and mean D(x), D(G(z)) (right) per iteration, raw and smoothed; saved to ``path`` if given."""
     fig, (ax_loss, ax_d) = plt.subplots(1, 2, figsize=(11, 3.4))
     steps = np.arange(1, len(history) + 1)
     for ax, series in ((ax_loss, {"D loss": history.d_loss, "G loss": history.g_loss}),
@@ -102,7 +103,8 @@ def plot_history(history: History, title: str = "", path: str | Path | None = No
         fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)
-    plt.show()
+    if show:
+        plt.show()
     return fig
 
 

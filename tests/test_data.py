@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gan_utils import data
-from gan_utils.data import MNISTDataError, iterate_minibatches, load_mnist, resolve_data_dir
+from gan_utils.data import Batches, MNISTDataError, load_mnist, resolve_data_dir
 
 TEST_FILES = data.FILES[False]
 
@@ -130,12 +130,33 @@ def test_wrong_kind_of_file(tmp_path):
         load_mnist(tmp_path, train=False, download=False)
 
 
-def test_minibatches_slice_the_tensor():
+def test_batches_cover_each_epoch_once_and_resume_exactly():
     images = torch.arange(10.0).reshape(10, 1)
-    batches = list(iterate_minibatches(images, 4, shuffle=False))
-    assert [b.squeeze(1).tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    seeded = torch.Generator().manual_seed(0)
-    kept = list(iterate_minibatches(images, 4, shuffle=True, drop_last=False, generator=seeded))
-    assert sorted(torch.cat(kept).squeeze(1).tolist()) == list(range(10))
-    with pytest.raises(ValueError, match="batch_size must be positive"):
-        next(iterate_minibatches(images, 0))
+    batches = Batches(images, 4, seed=0)
+    assert batches.per_epoch == 2
+    first_epoch = torch.cat([next(batches), next(batches)]).squeeze(1).tolist()
+    assert len(set(first_epoch)) == 8 and set(first_epoch) <= set(range(10))  # no repeats, the rest dropped
+    next(batches)  # into the second epoch
+    state = batches.state_dict()
+    again = Batches(images, 4, seed=123)
+    again.load_state_dict(state)
+    for _ in range(5):
+        assert torch.equal(next(batches), next(again))
+    with pytest.raises(ValueError, match="batch_size must be in 1..10"):
+        Batches(images, 0)
+    with pytest.raises(ValueError, match="batch_size must be in 1..10"):
+        Batches(images, 11)
+
+
+def test_a_failed_download_leaves_no_empty_folders(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def no_network(root, train, download):
+        (Path(root) / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)  # as torchvision does, before it connects
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", no_network)
+    root = tmp_path / "data"
+    with pytest.raises(MNISTDataError, match="Downloading with torchvision failed too"):
+        load_mnist(root, train=False)
+    assert not root.exists()

@@ -6,9 +6,9 @@ import subprocess
 import sys
 import zipfile
 
+from gan_utils.parts import PART
 from instructor import fixtures
 from instructor.gradescope.build import build_bundle
-from gan_utils.parts import PART
 
 
 def test_bundle_ships_the_notebook(tmp_path):

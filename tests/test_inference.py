@@ -15,7 +15,7 @@ from PIL import Image
 
 import inference
 import train
-from gan_utils import checkpoint as ckpt_io
+from cli import checkpoint as ckpt_io
 from gan_utils.data import MNISTDataError, load_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,14 +102,14 @@ def test_bad_checkpoints_give_one_clear_line(problem: str, ckpt_path: Path, tmp_
     elif problem == "garbage":
         path.write_bytes(b"not a checkpoint at all\n" * 10)
     elif problem == "wrong_model":
-        path, extra = ckpt_path, ["--model", "mlp"]
+        path, extra = ckpt_path, ["--model", "vanilla"]
     elif problem == "not_ours":
         torch.save({"generator": torch.nn.Linear(2, 2)}, path)
     elif problem == "bad_weights":
         ckpt = ckpt_io.load(ckpt_path)
         ckpt_io.save({**ckpt, "config": {**ckpt["config"], "latent_dim": 50}}, path)
     expected = {"missing": "no checkpoint at", "truncated": "is corrupt or truncated",
-                "garbage": "is corrupt", "wrong_model": "was made for model 'dcgan', not 'mlp'",
+                "garbage": "is corrupt", "wrong_model": "was made for model 'dcgan', not 'vanilla'",
                 "not_ours": "is not a GAN checkpoint of this project",
                 "bad_weights": "its generator does not fit this model"}[problem]
     code, out, err = run(["--checkpoint", str(path), *extra, "--out", str(tmp_path / "s.png")], capsys)
@@ -136,3 +136,19 @@ def test_cli_missing_checkpoint_subprocess(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"inference.py: error: no checkpoint at {tmp_path / 'x.pt'} " \
                                   "(train one with train.py, or pass --checkpoint PATH)"
+
+
+def test_an_unwritable_out_is_refused_in_one_line(ckpt_path: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, err = run(["--checkpoint", str(ckpt_path), "--out", str(blocker / "s.png")], capsys)
+    assert code == 2 and "is a file, not a folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_samples_come_from_the_moving_average_when_the_run_kept_one(ckpt_path: Path) -> None:
+    ckpt = ckpt_io.load(ckpt_path)
+    assert ckpt["G_ema"] is not None
+    G, _ = inference.load_generator(ckpt_path, None, torch.device("cpu"))
+    for name, value in G.state_dict().items():
+        assert torch.equal(value, ckpt["G_ema"]["module"][name])

@@ -1,7 +1,6 @@
 """The student version of gan_pytorch.py imports cleanly, and every check fails on it with 'not implemented yet'."""
 
 import importlib.util
-import sys
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""train.py and gan_utils/checkpoint.py: short CPU runs, exact resume, clean stops and one-line errors."""
+"""train.py and cli/checkpoint.py: short CPU runs, exact resume, clean stops and one-line errors."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import gan_pytorch as gp
 import train
-from gan_utils import checkpoint as ckpt_io
+from cli import checkpoint as ckpt_io
 from gan_utils.data import MNISTDataError, load_mnist
 from gan_utils.models import MODELS
 
@@ -57,8 +58,11 @@ def assert_same_state(a: dict, b: dict) -> None:
         for i, state in a[opt]["state"].items():
             for key, value in state.items():
                 assert torch.equal(value, b[opt]["state"][i][key]), f"{opt} state {i}.{key} differs"
-    assert a["history"] == b["history"]
-    assert a["step"] == b["step"] and a["epoch"] == b["epoch"]
+    assert torch.equal(a["history"]["stats"], b["history"]["stats"])
+    if a["G_ema"] is not None:
+        for name, value in a["G_ema"]["module"].items():
+            assert torch.equal(value, b["G_ema"]["module"][name]), f"G_ema.{name} differs"
+    assert a["step"] == b["step"] and a["batches"]["epoch"] == b["batches"]["epoch"]
 
 
 @pytest.mark.parametrize("model", list(MODELS))
@@ -68,21 +72,18 @@ def test_each_model_trains_and_writes_its_outputs(model: str, tmp_path: Path,
                           "--out_dir", str(tmp_path)], capsys)
     assert code == 0, err
     ckpt = load(tmp_path)
-    assert ckpt["model"] == model and ckpt["epoch"] == 1 and ckpt["step"] == 4
-    assert ckpt["config"]["latent_dim"] == MODELS[model].latent_dim
-    assert len(ckpt["history"]["d_loss"]) == 4
-    assert all(torch.isfinite(torch.tensor(v)).all() for v in ckpt["history"].values())
+    assert ckpt["model"] == model and ckpt["step"] == 4 and ckpt["batches"]["epoch"] == 0
+    assert ckpt["config"]["latent_dim"] == gp.NOISE_DIM
+    assert ckpt["history"]["stats"].shape == (4, 4) and torch.isfinite(ckpt["history"]["stats"]).all()
     assert "1/1" in out and "D(G(z))" in out  # the per-epoch table
-    for name in ("images/0000002.png", "images/0000004.png", "images/final.png", "loss.png"):
+    for name in (f"images/{model}_iter00002.png", f"images/{model}_iter00004.png", "images/final.png", "loss.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert not list(tmp_path.rglob("*.tmp")), "temporary files left behind"
 
 
-@pytest.mark.parametrize("model, extra", [("mlp-wide", ["--dropout", "0.3", *TINY]),
-                                          ("dcgan", ["--subset", "64", "--batch_size", "16"])])
+@pytest.mark.parametrize("model, extra", [("vanilla", TINY), ("dcgan", ["--subset", "64", "--batch_size", "16"])])
 def test_resume_equals_uninterrupted(model: str, extra: list[str], tmp_path: Path) -> None:
-    # mlp-wide with dropout draws from the global RNG inside D; dcgan has BatchNorm running statistics.
-    # Both runs have 4 steps per epoch.
+    # Both keep an EMA of G; dcgan also has BatchNorm running statistics. Both runs have 4 steps per epoch.
     base = ["--model", model, *extra, "--seed", "3", "--sample_interval", "3"]
     assert run([*base, "--n_epochs", "3", "--out_dir", str(tmp_path / "whole")])[0] == 0
     # Stopped mid-epoch (step 6 of 12, as Ctrl-C would), then resumed.
@@ -107,11 +108,11 @@ def test_a_different_seed_gives_different_weights(tmp_path: Path) -> None:
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                   capsys: pytest.CaptureFixture) -> None:
-    real_build = train.build
+    real_make = train.make_trainer
 
-    def build_that_diverges(*args, **kwargs):
-        gan = real_build(*args, **kwargs)
-        step = gan.trainer.train_step
+    def make_that_diverges(*args, **kwargs):
+        trainer = real_make(*args, **kwargs)
+        step = trainer.train_step
         calls = []
 
         def diverging_step(batch: torch.Tensor):
@@ -119,20 +120,20 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path
             stats = step(batch)
             if len(calls) >= 6:  # in epoch 2 of 4-step epochs: weights and losses blow up
                 with torch.no_grad():
-                    for p in gan.G.parameters():
+                    for p in trainer.G.parameters():
                         p.fill_(float("nan"))
                 return stats._replace(g_loss=torch.tensor(float("nan")))
             return stats
 
-        gan.trainer.train_step = diverging_step
-        return gan
+        trainer.train_step = diverging_step
+        return trainer
 
-    monkeypatch.setattr(train, "build", build_that_diverges)
+    monkeypatch.setattr(train, "make_trainer", make_that_diverges)
     code, _, err = run([*TINY, "--n_epochs", "3", "--out_dir", str(tmp_path)], capsys)
     assert code == 1
     assert "non-finite loss at step 6" in err and "last good checkpoint is kept" in err and "Traceback" not in err
     ckpt = load(tmp_path)
-    assert ckpt["epoch"] == 1 and ckpt["step"] == 4
+    assert ckpt["step"] == 4
     assert all(torch.isfinite(p).all() for p in ckpt["G"].values())
 
 
@@ -161,7 +162,7 @@ def mlp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (["--model", "wgan"], "invalid choice: 'wgan'"),
     (["--img_size", "32"], "--img_size 32"),
     (["--channels", "3"], "--channels 3"),
-    (["--dropout", "0.5"], "model 'mlp' has no dropout"),
+    (["--ema", "1"], "--ema: must be in [0, 1)"),
     (["--device", "banana"], "--device 'banana' is not a device name"),
     (["--subset", "10", "--batch_size", "32"], "--batch_size 32 is larger than the 10 training images"),
 ])
@@ -176,7 +177,7 @@ def test_bad_flags_give_one_clear_line(argv: list[str], message: str, tmp_path: 
 
 @pytest.mark.parametrize("argv, message", [
     (["--latent_dim", "64"], "--latent_dim 64 does not match the checkpoint (latent_dim=96)"),
-    (["--model", "dcgan"], "was made for model 'mlp', not 'dcgan'"),
+    (["--model", "dcgan"], "was made for model 'vanilla', not 'dcgan'"),
     (["--batch_size", "64"], "--batch_size 64 does not match the checkpoint"),
 ])
 def test_resume_flags_that_contradict_the_checkpoint(argv: list[str], message: str, mlp_run: Path,
@@ -236,7 +237,7 @@ def test_checkpoint_load_rejects_what_is_not_ours(mlp_run: Path, tmp_path: Path)
         torch.save(obj, tmp_path / name)
         with pytest.raises(ckpt_io.CheckpointError, match=message.replace("(", r"\(")):
             ckpt_io.load(tmp_path / name)
-    with pytest.raises(ckpt_io.CheckpointError, match="made for model 'mlp', not 'lsgan'"):
+    with pytest.raises(ckpt_io.CheckpointError, match="made for model 'vanilla', not 'lsgan'"):
         ckpt_io.load(mlp_run / "checkpoints" / "last.pt", model="lsgan")
 
 
@@ -265,6 +266,48 @@ def test_ctrl_c_stops_cleanly_with_a_checkpoint(tmp_path: Path) -> None:
     finally:
         proc.kill()
     assert proc.returncode == 130, err
-    assert "SIGINT: stopped at epoch" in err and "continue with --resume" in err and "Traceback" not in err
+    assert "SIGINT: stopped in epoch " in err and "continue with --resume" in err and "Traceback" not in err
+    assert "stopped in epoch 0" not in err  # epochs count from 1, as in the table
     ckpt = load(tmp_path)
-    assert ckpt["step"] >= 1 and ckpt["step"] == len(ckpt["history"]["d_loss"])
+    assert ckpt["step"] >= 1 and ckpt["step"] == len(ckpt["history"]["stats"])
+
+
+def test_a_fresh_run_never_replaces_a_checkpoint_unless_asked(mlp_run: Path, capsys: pytest.CaptureFixture) -> None:
+    before = (mlp_run / "checkpoints" / "last.pt").read_bytes()
+    code, _, err = run([*TINY, "--n_epochs", "1", "--out_dir", str(mlp_run)], capsys)
+    assert code == 2 and "exists: pass --resume to continue it, or --overwrite" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (mlp_run / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_overwrite_starts_again(tmp_path: Path) -> None:
+    assert run([*TINY, "--n_epochs", "1", "--out_dir", str(tmp_path)])[0] == 0
+    assert run([*TINY, "--n_epochs", "1", "--seed", "5", "--out_dir", str(tmp_path), "--overwrite"])[0] == 0
+    assert load(tmp_path)["config"]["seed"] == 5
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_an_unwritable_out_dir_is_refused_before_training(resume: bool, mlp_run: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    argv = [*TINY, "--n_epochs", "3", "--out_dir", str(blocker / "run")]
+    if resume:
+        argv += ["--resume", str(mlp_run / "checkpoints" / "last.pt")]
+        argv = [a for a in argv if a not in TINY]
+    code, out, err = run(argv, capsys)
+    assert code == 2 and "a-file is a file, not a folder" in err, err
+    assert len(err.strip().splitlines()) == 1 and "training vanilla" not in out
+
+
+def test_resume_keeps_the_sample_interval(tmp_path: Path) -> None:
+    base = [*TINY, "--n_epochs", "2", "--sample_interval", "3", "--out_dir", str(tmp_path)]
+    assert run([*base, "--stop_after_steps", "2"])[0] == 130
+    assert run(["--out_dir", str(tmp_path), "--resume"])[0] == 0
+    grids = sorted(p.name for p in (tmp_path / "images").glob("vanilla_iter*.png"))
+    assert grids == [f"vanilla_iter{k:05d}.png" for k in (0, 3, 6, 8)]
+
+
+def test_a_missing_resume_checkpoint_names_the_right_flag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run(["--out_dir", str(tmp_path), "--resume"], capsys)
+    assert code == 2 and "no checkpoint at" in err and "--resume PATH" in err and "--checkpoint" not in err

@@ -1,4 +1,4 @@
-"""The notebook's training loop, settings and plots, on tiny data (a few steps each)."""
+"""The notebook's models, training loop, settings and plots, on tiny data (a few steps each)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import gan_pytorch as gp  # noqa: E402
-from gan_utils import plots, training  # noqa: E402
+from gan_utils import env, models, plots, training  # noqa: E402
+from gan_utils.data import Batches  # noqa: E402
 
 
 @pytest.fixture
@@ -19,10 +20,12 @@ def images() -> torch.Tensor:
     return torch.rand(48, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
 
-@pytest.mark.parametrize("model", training.MODELS)
-def test_fit_records_every_step_and_saves_grids(model: str, images: torch.Tensor, tmp_path) -> None:
-    trainer, ema = training.make_gan(model)
-    history = training.fit(trainer, images, 3, 16, fixed_noise=gp.sample_noise(4, gp.NOISE_DIM, seed=0),
+@pytest.mark.parametrize("model", list(models.MODELS))
+@pytest.mark.parametrize("bf16", [False, True])
+def test_fit_records_every_step_and_saves_grids(model: str, bf16: bool, images: torch.Tensor, tmp_path) -> None:
+    trainer = models.make_trainer(model, bf16=bf16)
+    ema = models.EMA(trainer.G, 0.99)
+    history = training.fit(trainer, Batches(images, 16), 3, fixed_noise=gp.sample_noise(4, gp.NOISE_DIM, seed=0),
                            sample_every=2, image_dir=tmp_path, name=model, ema=ema, progress=False)
     assert len(history) == 3
     for values in (history.d_loss, history.g_loss, history.d_real, history.d_fake):
@@ -35,91 +38,107 @@ def test_fit_records_every_step_and_saves_grids(model: str, images: torch.Tensor
     assert history.seconds > 0
 
 
-def test_fit_trains_and_ema_lags_behind(images: torch.Tensor, tmp_path) -> None:
-    trainer, ema = training.make_gan("vanilla", training.Recipe(batch_size=16, iterations=4, ema_decay=0.9))
+def test_make_trainer_uses_the_students_parts(monkeypatch) -> None:
+    calls = []
+    real = gp.get_optimizer
+    monkeypatch.setattr(gp, "get_optimizer", lambda m: calls.append(m) or real(m))
+    trainer = models.make_trainer("lsgan")
+    assert len(calls) == 2 and calls == [trainer.D, trainer.G]
+    assert trainer.discriminator_loss is gp.ls_discriminator_loss and not trainer.logits
+    group = trainer.G_solver.param_groups[0]
+    assert (group["lr"], group["betas"], group["fused"]) == (gp.LEARNING_RATE, gp.BETAS, True)
+    dcgan = models.make_trainer("dcgan", bf16=True)
+    assert isinstance(dcgan.G, models.BFloat16) and dcgan.logits
+    conv = next(m for m in models.unwrap(dcgan.D).modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="unknown model"):
+        models.make_trainer("wgan")
+
+
+def test_fused_adam_makes_the_same_update_as_the_students_adam() -> None:
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(5, 3).double(), torch.nn.Linear(5, 3).double()
+    b.load_state_dict(a.state_dict())
+    plain, fused = gp.get_optimizer(a), models.fuse_adam(gp.get_optimizer(b))
+    for _ in range(3):
+        for net, opt in ((a, plain), (b, fused)):
+            opt.zero_grad()
+            net(torch.ones(2, 5, dtype=torch.float64)).pow(2).sum().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_bfloat16_wrapper_returns_float32_close_to_float32() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    x = torch.randn(4, 8)
+    out = models.BFloat16(net)(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, net(x), atol=0.05, rtol=0.05)
+    assert models.unwrap(models.BFloat16(net)) is net and models.unwrap(net) is net
+
+
+def test_fit_trains_and_ema_lags_behind(images: torch.Tensor) -> None:
+    trainer = models.make_trainer("vanilla")
+    ema = models.EMA(trainer.G, 0.9)
     before = [p.detach().clone() for p in trainer.G.parameters()]
-    training.fit(trainer, images, 4, 16, ema=ema, progress=False)
+    training.fit(trainer, Batches(images, 16), 4, ema=ema, progress=False)
     after = list(trainer.G.parameters())
     assert all(not torch.equal(a, b) for a, b in zip(after, before))
     averaged = list(ema.module.parameters())
     # The average sits strictly between where G started and where it is now (not equal to either).
     assert all(not torch.equal(m, a) and not torch.equal(m, b) for m, a, b in zip(averaged, after, before))
-
-
-def test_fit_is_reproducible_with_a_seed(images: torch.Tensor) -> None:
-    runs = []
-    for _ in range(2):
-        trainer, _ = training.make_gan("vanilla", seed=1)
-        runs.append(training.fit(trainer, images, 2, 16, progress=False, seed=3).d_loss)
-    np.testing.assert_array_equal(runs[0], runs[1])
-
-
-def test_fit_with_no_iterations_only_saves_the_start(images: torch.Tensor, tmp_path) -> None:
-    trainer, _ = training.make_gan("vanilla")
-    history = training.fit(trainer, images, 0, 16, fixed_noise=gp.sample_noise(2, gp.NOISE_DIM),
-                           image_dir=tmp_path, name="g", progress=False)
-    assert len(history) == 0 and [p.name for p in history.grids] == ["g_iter00000.png"]
-
-
-@pytest.mark.parametrize("kwargs, match", [
-    ({"iterations": -1}, "iterations"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"batch_size": 49}, "batch_size"),
-    ({"sample_every": 0}, "sample_every"),
-])
-def test_fit_rejects_bad_settings(kwargs: dict, match: str, images: torch.Tensor) -> None:
-    trainer, _ = training.make_gan("vanilla")
-    settings = {"iterations": 1, "batch_size": 16, **kwargs}
-    with pytest.raises(ValueError, match=match):
-        training.fit(trainer, images, settings.pop("iterations"), settings.pop("batch_size"), progress=False,
-                     **settings)
-
-
-def test_make_gan_wires_the_right_parts() -> None:
-    trainer, ema = training.make_gan("lsgan", training.Recipe(batch_size=8, iterations=1, ema_decay=0.9))
-    assert trainer.discriminator_loss is gp.ls_discriminator_loss and not trainer.logits
-    assert ema is not None
-    trainer, ema = training.make_gan("dcgan", training.CS231N["dcgan"])
-    assert trainer.generator_loss is gp.generator_loss and trainer.logits and ema is None
-    assert trainer.G_solver.param_groups[0]["lr"] == 1e-3 and trainer.G_solver.param_groups[0]["betas"] == (0.5, 0.999)
-    with pytest.raises(ValueError, match="unknown model"):
-        training.make_gan("wgan")
     with pytest.raises(ValueError, match="decay"):
-        training.make_ema(trainer.G, 1.5)
+        models.EMA(trainer.G, 1.5)
 
 
-def test_iteration_counts_follow_the_mode(monkeypatch) -> None:
-    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-    monkeypatch.delenv("GAN_SMOKE", raising=False)
-    assert training.iterations("vanilla") == training.RECIPES["vanilla"].iterations
+def test_fit_resumes_from_its_history_exactly(images: torch.Tensor) -> None:
+    def run(stop: int | None) -> training.History:
+        torch.manual_seed(1)
+        trainer, batches = models.make_trainer("vanilla", seed=1), Batches(images, 16, seed=3)
+        history = training.fit(trainer, batches, 5, progress=False, on_step=lambda k: k == stop)
+        return history if stop is None else training.fit(trainer, batches, 5, history=history, progress=False)
+
+    np.testing.assert_array_equal(run(None).table(), run(2).table())
+
+
+def test_train_model_follows_the_recipe_and_smoke_mode(images: torch.Tensor, tmp_path, monkeypatch) -> None:
+    recipe = training.Recipe(batch_size=8, iterations=30, ema_decay=0.9, sample_every=10)
     monkeypatch.setenv("GAN_SMOKE", "1")
-    assert training.is_smoke() and training.scaled(3000) == training.SMOKE_ITERATIONS and training.scaled(2) == 2
-    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    assert training.is_autograding() and training.iterations("dcgan") == 0
+    run = training.train_model("vanilla", images, recipe, image_dir=tmp_path, progress=False)
+    assert len(run.history) == env.SMOKE_ITERATIONS and run.recipe.iterations == env.SMOKE_ITERATIONS
+    assert run.G is run.ema.module and not run.G.training
     monkeypatch.setenv("GAN_SMOKE", "0")
-    monkeypatch.delenv("NBGRADER_EXECUTION")
-    assert not training.is_smoke() and training.scaled(3000) == 3000
+    assert recipe.for_this_run().iterations == 30
 
 
-def test_device_and_threads() -> None:
-    assert training.pick_device().type in {"cpu", "cuda", "mps"}
+def test_env_switches(monkeypatch) -> None:
+    monkeypatch.delenv("GAN_SMOKE", raising=False)
+    assert not env.is_smoke() and env.iterations(3000) == 3000
+    monkeypatch.setenv("GAN_SMOKE", "1")
+    assert env.is_smoke() and env.iterations(3000) == env.SMOKE_ITERATIONS and env.iterations(2) == 2
+    assert env.pick_device().type in {"cpu", "cuda", "mps"}
+    with pytest.raises(ValueError, match="not a device name"):
+        env.pick_device("banana")
     old = torch.get_num_threads()
     try:
-        assert training.set_threads(1) == 1
+        assert env.set_threads(1) == 1
     finally:
         torch.set_num_threads(old)
+    assert env.image_path("x") == env.IMAGE_DIR / "x.png"
 
 
 def test_sample_restores_training_mode() -> None:
     G = gp.build_dc_generator()
     G.train()
-    out = training.sample(G, gp.sample_noise(3, gp.NOISE_DIM))
+    out = models.sample(G, gp.sample_noise(3, gp.NOISE_DIM), batch_size=2)
     assert out.shape == (3, 784) and G.training
 
 
 def test_plots_write_their_files(images: torch.Tensor, tmp_path) -> None:
-    trainer, _ = training.make_gan("vanilla")
-    history = training.fit(trainer, images, 3, 16, fixed_noise=gp.sample_noise(4, gp.NOISE_DIM),
+    trainer = models.make_trainer("vanilla")
+    history = training.fit(trainer, Batches(images, 16), 3, fixed_noise=gp.sample_noise(4, gp.NOISE_DIM),
                            image_dir=tmp_path, name="p", sample_every=1, progress=False)
     plots.plot_history(history, "vanilla", tmp_path / "history.png")
     plots.show_grid(images[:8], "real", tmp_path / "grid.png")

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gan_utils.data import iterate_minibatches, load_mnist  # noqa: E402
+from gan_utils.data import Batches, load_mnist  # noqa: E402
 from gan_utils.evaluation import WEIGHTS_FILE, MNISTClassifier, save_classifier  # noqa: E402
 
 
@@ -52,20 +52,21 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(0)  # the shifts of the augmentation
     images, labels = load_mnist(train=True)
     test_images, test_labels = load_mnist(train=False)
 
     model = MNISTClassifier()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    steps = args.epochs * (len(images) // args.batch_size)
+    order = Batches(torch.arange(len(images)), args.batch_size, seed=0)  # shuffled image indices
+    steps = args.epochs * order.per_epoch
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=steps)
     start = time.perf_counter()
     with tqdm(total=steps, desc="classifier") as bar:
         for _ in range(args.epochs):
             model.train()
-            order = torch.randperm(len(images), generator=generator)
-            for idx in iterate_minibatches(order, args.batch_size, shuffle=False):
+            for _ in range(order.per_epoch):
+                idx = next(order)
                 loss = F.cross_entropy(model(augment(images[idx], generator)), labels[idx])
                 optimizer.zero_grad()
                 loss.backward()

@@ -1,0 +1,1 @@
+"""The command line's own modules (train.py, inference.py): flags and checkpoints. Not shipped to students."""

@@ -1,0 +1,92 @@
+"""The toy part's networks: MLPs on 2D points, PacGAN's packing and maxout units; D's decision surface."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+LIMIT = 6.0  # the plane shown and scored: [-LIMIT, LIMIT]^2
+
+
+def toy_generator(noise_dim: int = 2, hidden: int = 64, layers: int = 3, batch_norm: bool = True) -> nn.Module:
+    """An MLP from noise (N, noise_dim) to points (N, 2): ``layers`` hidden Linear-[BatchNorm]-ReLU blocks and a
+    linear output (no tanh: the modes sit at +-4)."""
+    if min(noise_dim, hidden, layers) <= 0:
+        raise ValueError(f"noise_dim, hidden and layers must be positive, got {noise_dim}, {hidden}, {layers}")
+    blocks: list[nn.Module] = []
+    width = noise_dim
+    for _ in range(layers):
+        blocks += [nn.Linear(width, hidden), *([nn.BatchNorm1d(hidden)] if batch_norm else []), nn.ReLU()]
+        width = hidden
+    blocks.append(nn.Linear(width, 2))
+    return nn.Sequential(*blocks)
+
+
+class Pack(nn.Module):
+    """PacGAN's packing: concatenate groups of ``m`` consecutive samples, (N, d) -> (N / m, m * d)."""
+
+    def __init__(self, m: int) -> None:
+        super().__init__()
+        if m < 1:
+            raise ValueError(f"pack size must be at least 1, got {m}")
+        self.m = m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] % self.m:
+            raise ValueError(f"a batch of {x.shape[0]} samples cannot be packed in groups of {self.m}; "
+                             f"use a batch size divisible by {self.m}")
+        return x.reshape(x.shape[0] // self.m, -1)
+
+    def extra_repr(self) -> str:
+        return f"m={self.m}"
+
+
+class Maxout(nn.Module):
+    """Maxout units (Goodfellow et al. 2013): a linear map to ``out_features * pieces``, then the max of each
+    group of ``pieces``. Each unit is a convex piecewise-linear function with ``pieces`` facets."""
+
+    def __init__(self, in_features: int, out_features: int, pieces: int) -> None:
+        super().__init__()
+        self.pieces = pieces
+        self.linear = nn.Linear(in_features, out_features * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).unflatten(-1, (-1, self.pieces)).amax(-1)
+
+
+def toy_discriminator(hidden: int = 64, layers: int = 3, maxout: int = 0, pack: int = 1) -> nn.Module:
+    """An MLP scoring points (N, 2); returns logits (N / pack, 1).
+
+    Hidden layers are Linear + LeakyReLU(0.2), or, with ``maxout`` = k > 0, maxout units of k pieces (PacGAN's
+    discriminator units). With ``pack`` = m > 1 it is a PacGAN discriminator that judges m samples at once (all
+    real or all fake), so a generator that repeats itself is easier to catch; N must be divisible by m.
+    """
+    if min(hidden, layers) <= 0 or maxout < 0:
+        raise ValueError(f"hidden and layers must be positive and maxout >= 0, got {hidden}, {layers}, {maxout}")
+    blocks: list[nn.Module] = [Pack(pack)] if pack > 1 else []
+    width = 2 * pack
+    for _ in range(layers):
+        blocks += [Maxout(width, hidden, maxout)] if maxout else [nn.Linear(width, hidden), nn.LeakyReLU(0.2)]
+        width = hidden
+    blocks.append(nn.Linear(width, 1))
+    return nn.Sequential(*blocks)
+
+
+def pack_size(D: nn.Module) -> int:
+    """How many samples ``D`` packs into one input (1 for an ordinary discriminator)."""
+    return next((m.m for m in D.modules() if isinstance(m, Pack)), 1)
+
+
+def surface_grid(n: int = 121) -> tuple[np.ndarray, np.ndarray]:
+    """The (n, n) meshgrid X, Y over [-LIMIT, LIMIT]^2 on which decision surfaces are evaluated."""
+    axis = np.linspace(-LIMIT, LIMIT, n, dtype=np.float32)
+    return np.meshgrid(axis, axis)
+
+
+@torch.no_grad()
+def decision_surface(D: nn.Module, n: int = 121) -> np.ndarray:
+    """sigmoid(D(x)) on ``surface_grid(n)``, shape (n, n). A packed D scores a pack of m copies of x."""
+    X, Y = surface_grid(n)
+    points = torch.from_numpy(np.stack([X.ravel(), Y.ravel()], 1)).repeat_interleave(pack_size(D), dim=0)
+    return torch.sigmoid(D(points)).reshape(n, n).numpy()

@@ -1,0 +1,225 @@
+"""Training toy GANs on the 25 Gaussians: configurations, the loop around your ``GANTrainer.train_step``, runs
+over several seeds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import nn
+
+import gan_pytorch as gp
+from gan_utils import env
+from gan_utils.models import EMA, sample
+from gan_utils.toy.metrics import N_EVAL, mode_metrics
+from gan_utils.toy.networks import decision_surface, toy_discriminator, toy_generator
+
+LOSSES = {
+    # looked up at call time, so the student's (possibly reloaded) functions are the ones used
+    "nonsaturating": lambda logits: gp.generator_loss(logits),
+    "saturating": lambda logits: gp.generator_loss_saturating(logits),
+}
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """One toy GAN run. ``loss``: "nonsaturating" (-log D(G(z))) or "saturating" (log(1 - D(G(z)))).
+
+    Optimizers: "adam" is your ``get_optimizer`` with its learning rate set to ``lr`` (``d_lr`` for D, if given);
+    "sgd" is plain stochastic gradient descent. ``d_head_start``: steps during which only D learns (G's learning
+    rate is 0), so that D pulls ahead. ``lr_decay``: the share of the run, at its end, over which both learning
+    rates fall linearly to 0. ``ema``: decay of the moving average of G's weights that samples are drawn from.
+    """
+
+    loss: str = "nonsaturating"
+    iters: int = 3000
+    batch_size: int = 100  # real (and fake) samples per step; batch_size / pack packed inputs
+    optimizer: str = "adam"
+    lr: float = gp.LEARNING_RATE
+    d_lr: float | None = None
+    noise_dim: int = 2
+    g_hidden: int = 64
+    g_layers: int = 3
+    g_batch_norm: bool = True
+    d_hidden: int = 64
+    d_layers: int = 3
+    d_maxout: int = 0
+    pack: int = 1
+    d_head_start: int = 0
+    lr_decay: float = 0.0
+    ema: float | None = None
+    snapshots: tuple[int, ...] = ()  # iterations, besides the last, at which to keep samples and D's surface
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if min(self.iters, self.batch_size, self.pack, self.log_every) < 1:
+            raise ValueError(f"iters, batch_size, pack and log_every must be positive, got {self.iters}, "
+                             f"{self.batch_size}, {self.pack}, {self.log_every}")
+        if self.batch_size % self.pack:
+            raise ValueError(f"batch_size {self.batch_size} must be divisible by pack {self.pack}")
+        if not 0.0 <= self.lr_decay <= 1.0 or not 0 <= self.d_head_start < self.iters:
+            raise ValueError(f"lr_decay must be in [0, 1] and d_head_start in [0, iters), got {self.lr_decay}, "
+                             f"{self.d_head_start}")
+
+    def for_this_run(self) -> ToyConfig:
+        """The config as it will run now: in smoke mode, cut to a few iterations (snapshots and the head start
+        scaled alike)."""
+        iters = env.iterations(self.iters)
+        if iters == self.iters:
+            return self
+
+        def scale(k: int) -> int:
+            return k * iters // self.iters
+
+        snaps = tuple(sorted({max(1, scale(s)) for s in self.snapshots if s < self.iters} - {iters}))
+        return replace(self, iters=iters, snapshots=snaps, d_head_start=scale(self.d_head_start), log_every=1)
+
+
+@dataclass
+class Snapshot:
+    """A run at one iteration: generated samples and D's probability on ``surface_grid()``."""
+
+    iteration: int
+    samples: np.ndarray  # (N_EVAL, 2)
+    surface: np.ndarray  # (n, n): sigmoid(D(x)) on the grid
+
+
+@dataclass
+class ToyRun:
+    """What ``train_toy_gan`` returns.
+
+    - snapshots: Snapshot list in iteration order; the last is at ``config.iters``.
+    - history: lists with one entry every ``config.log_every`` steps: "iteration", "d_loss", "g_loss",
+      "d_real", "d_fake" (mean D(x) and D(G(z)) as probabilities, from StepStats) and "g_grad" (the norm of
+      the generator's parameter gradient in that step).
+    - metrics: ``mode_metrics`` of the last snapshot's samples.
+    - seconds, cpu_seconds: wall and CPU time of the training loop.
+    - trainer: the GANTrainer holding the trained D and G.
+    """
+
+    config: ToyConfig
+    seed: int
+    snapshots: list[Snapshot]
+    history: dict[str, list[float]]
+    metrics: dict[str, float]
+    seconds: float
+    cpu_seconds: float
+    trainer: gp.GANTrainer = field(repr=False)
+
+
+def build_trainer(config: ToyConfig, seed: int = 0) -> gp.GANTrainer:
+    """The networks of ``config`` and their optimizers, in your GANTrainer with your losses."""
+    torch.manual_seed(seed)
+    D = toy_discriminator(config.d_hidden, config.d_layers, config.d_maxout, config.pack)
+    G = toy_generator(config.noise_dim, config.g_hidden, config.g_layers, config.g_batch_norm)
+    solvers = []
+    for net, lr in ((D, config.d_lr or config.lr), (G, config.lr)):
+        if config.optimizer == "sgd":
+            solvers.append(torch.optim.SGD(net.parameters(), lr=lr))
+        else:
+            solver = gp.get_optimizer(net)
+            for group in solver.param_groups:
+                group["lr"] = lr
+            solvers.append(solver)
+    return gp.GANTrainer(D, G, *solvers, gp.discriminator_loss, LOSSES[config.loss], noise_dim=config.noise_dim)
+
+
+def _grad_norm(module: nn.Module) -> float:
+    grads = [p.grad.flatten() for p in module.parameters() if p.grad is not None]
+    return float(torch.cat(grads).norm()) if grads else 0.0
+
+
+def _lr_factor(config: ToyConfig, step: int) -> float:
+    """How much of its learning rate each network uses at ``step`` (1-based): the linear decay at the end."""
+    if config.lr_decay == 0.0:
+        return 1.0
+    start = config.iters * (1.0 - config.lr_decay)
+    return min(1.0, max(0.0, (config.iters - step + 1) / (config.iters - start)))
+
+
+def train_toy_gan(config: ToyConfig, seed: int = 0, dataset: gp.Toy2dGridGaussiansDataset | None = None,
+                  progress: bool = False) -> ToyRun:
+    """Train one toy GAN: ``config.iters`` calls of ``GANTrainer.train_step`` on random batches of
+    ``dataset.points`` (default: ``Toy2dGridGaussiansDataset()``).
+
+    ``seed`` fixes the weights, the noise and the batches. In smoke mode the run is cut short. PyTorch runs on one
+    thread meanwhile (restored after): for networks this small, extra threads cost more in synchronisation than
+    they save.
+    """
+    config = config.for_this_run()
+    dataset = dataset if dataset is not None else gp.Toy2dGridGaussiansDataset()
+    points = dataset.points
+    trainer = build_trainer(config, seed)
+    ema = EMA(trainer.G, config.ema) if config.ema else None
+    base_lrs = [[g["lr"] for g in s.param_groups] for s in (trainer.D_solver, trainer.G_solver)]
+    batches = torch.Generator().manual_seed(seed)
+    keep = set(config.snapshots) | {config.iters}
+    history: dict[str, list[float]] = {k: [] for k in ("iteration", *gp.StepStats._fields, "g_grad")}
+    snapshots = []
+    steps: Iterable[int] = range(1, config.iters + 1)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc=f"{config.loss} seed {seed}", leave=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        start, cpu_start = time.perf_counter(), time.process_time()
+        for it in steps:
+            factor = _lr_factor(config, it)
+            for solver, lrs, frozen in ((trainer.D_solver, base_lrs[0], False),
+                                        (trainer.G_solver, base_lrs[1], it <= config.d_head_start)):
+                for group, lr in zip(solver.param_groups, lrs):
+                    group["lr"] = 0.0 if frozen else lr * factor
+            stats = trainer.train_step(points[torch.randint(len(points), (config.batch_size,), generator=batches)])
+            if ema is not None:
+                ema.update(trainer.G)
+            if it % config.log_every == 0 or it == config.iters:
+                history["iteration"].append(it)
+                for name, value in stats._asdict().items():
+                    history[name].append(float(value))
+                history["g_grad"].append(_grad_norm(trainer.G))
+            if it in keep:
+                G = ema.module if ema is not None else trainer.G
+                noise = gp.sample_noise(N_EVAL, config.noise_dim, seed=seed)
+                snapshots.append(Snapshot(it, sample(G, noise).numpy(), decision_surface(trainer.D)))
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    finally:
+        torch.set_num_threads(threads)
+    metrics = mode_metrics(snapshots[-1].samples, dataset)
+    return ToyRun(config, seed, snapshots, history, metrics, seconds, cpu_seconds, trainer)
+
+
+def run_seeds(config: ToyConfig, seeds: Iterable[int] = range(5),
+              dataset: gp.Toy2dGridGaussiansDataset | None = None, verbose: bool = True) -> list[ToyRun]:
+    """Train ``config`` once per seed; print one line per run when ``verbose``."""
+    dataset = dataset if dataset is not None else gp.Toy2dGridGaussiansDataset()
+    runs = []
+    for seed in seeds:
+        run = train_toy_gan(config, seed, dataset)
+        runs.append(run)
+        if verbose:
+            m = run.metrics
+            print(f"  seed {seed}: {m['modes']:.0f} modes, {100 * m['high_quality']:.1f} % high quality, "
+                  f"reverse KL {m['reverse_kl']:.3f}  ({run.seconds:.1f} s)", flush=True)
+    return runs
+
+
+def compare(methods: Mapping[str, ToyConfig], seeds: Iterable[int] = range(5),
+            dataset: gp.Toy2dGridGaussiansDataset | None = None, verbose: bool = True) -> dict[str, list[ToyRun]]:
+    """``run_seeds`` for each named config, on the same seeds and data: {name: runs}, ready for ``format_table``."""
+    seeds = list(seeds)
+    dataset = dataset if dataset is not None else gp.Toy2dGridGaussiansDataset()
+    results = {}
+    for name, config in methods.items():
+        if verbose:
+            print(f"{name}:", flush=True)
+        results[name] = run_seeds(config, seeds, dataset, verbose)
+    return results
