@@ -313,6 +313,7 @@ class Cgroups:
             have = set(_read(base / "cgroup.controllers").split())
             if not {"cpu", "memory", "pids"} <= have:
                 return None, f"unavailable (cgroup v2 at {base} offers only {' '.join(sorted(have)) or 'nothing'})"
+            _remove_stale(base)
             try:
                 _write(base / "cgroup.subtree_control", "+cpu +memory +pids")
                 d = base / tag
