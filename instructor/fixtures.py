@@ -281,6 +281,10 @@ ATTACKS: dict[str, Callable[[], str]] = {
     "surrogate": lambda: replace_function(solution_source(), "bce_loss", SURROGATE),
     "surrogate_import": lambda: solution_source() + "\nraise RuntimeError('\\udcff \\x1b[2J cleared')\n",
     "forger": lambda: stubbed_source() + FORGER,
+    # not an attack: a part that takes longer than the part timer in wall time but uses no CPU keeps its points
+    "sleepy": lambda: solution_source().replace("def interpolate_latent(", "def _solution_interpolate_latent(")
+    + "\n\ndef interpolate_latent(z0, z1, steps):\n    import time\n    time.sleep(6)\n"
+      "    return _solution_interpolate_latent(z0, z1, steps)\n",
     "fork_bomb": lambda: replace_function(solution_source() + FORK_BOMB, "interpolate_latent",
                                           "raise RuntimeError(f'FORKED {_FORKED}')"),
     "memory_hog": lambda: replace_function(solution_source() + MEMORY_HOG, "interpolate_latent",

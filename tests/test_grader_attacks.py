@@ -24,7 +24,7 @@ from instructor import cli, fixtures, grade, notebook_grading, sandbox
 from instructor.safe_io import UnsafeFile, clean_text, read_regular
 
 LIMITS = sandbox.Limits(wall_s=20, part_timeout_s=4, memory_mb=4500, nproc=100, cgroup_memory_mb=1500)
-HONEST = ("solution", "honest_b", "honest_b-2", "zoe")
+HONEST = ("solution", "honest_b", "honest_b-2", "zoe", "sleepy")  # sleepy: 6 s of sleep in a 4 s CPU-time part
 ZIPS = {"enc": "encrypted", "damaged": "", "deep": "folders deep", "method": "NotImplementedError"}
 
 
@@ -201,6 +201,23 @@ def test_memory_is_capped_across_a_submissions_processes(module_run):
     [message] = {t.message for t in r.tests if t.part == "interpolate_latent"}
     statuses = json.loads(message.split("STATUSES ")[1].split("]")[0] + "]")
     assert -9 in statuses, message  # the cgroup's OOM killer took some of the six 500 MB children
+
+
+def test_submission_cgroup_has_its_limits():
+    groups, text = sandbox.Cgroups.setup(f"gan-grader-test-{os.getpid()}")
+    if groups is None:
+        pytest.skip(f"cgroups {text}")
+    try:
+        group = groups.create("alice b", 1.5, 300, 40)
+        files = {1: {"cpu": "cpu.cfs_quota_us", "memory": "memory.limit_in_bytes", "pids": "pids.max"},
+                 2: {"cpu": "cpu.max", "memory": "memory.max", "pids": "pids.max"}}[groups.version]
+        values = {c: (group.dirs[c] / name).read_text().split()[0] for c, name in files.items()}
+        assert values == {"cpu": "150000", "memory": str(300 * 2**20), "pids": "40"}
+        group.remove()
+        assert not any(d.exists() for d in group.dirs.values())
+    finally:
+        groups.close()
+    assert not any(d.exists() for d in groups.dirs.values())
 
 
 def test_problems_column_names_what_is_broken(module_run):
