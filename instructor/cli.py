@@ -6,7 +6,7 @@
     check FOLDER [--notebook NB]                     grade one submission, print its feedback; exit 1 unless full
     gradescope-bundle OUT.zip [--notebook NB]        the Gradescope autograder zip (setup.sh, run_autograder)
 
-Exit codes: 0 success; 1 a grader error (or, for ``check``, points lost); 2 bad arguments or input.
+Exit codes: 0 success; 1 a grader error (or, for ``check``, points lost); 2 bad arguments or input; 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -37,7 +37,12 @@ def _notebook(arg: str | None, required: bool = False) -> Path | None:
 
 
 def _limits(args: argparse.Namespace) -> sandbox.Limits:
-    return sandbox.Limits(wall_s=args.timeout, part_timeout_s=min(20.0, args.timeout / 3))
+    """``--timeout S`` bounds every sandboxed run (the module's and the notebook's) at S seconds of wall clock;
+    each module part gets min(20, S/3) s of CPU time, each notebook cell min(30, S/2) s."""
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    return sandbox.Limits(wall_s=args.timeout, part_timeout_s=min(20.0, args.timeout / 3),
+                          cell_timeout_s=min(30.0, args.timeout / 2))
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -61,6 +66,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except sandbox.SandboxError as exc:  # the machine cannot run the sandbox: nothing was graded
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     errors = [r for r in results if r.grader_error]
     print(f"graded {len(results)} submissions into {args.out} (gradebook.csv, feedback/, gradescope/)")
     for r in errors:
@@ -113,12 +121,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
     g.add_argument("--notebook", help="source notebook (default GAN.ipynb of the course repository)")
     g.add_argument("--timeout", type=float, default=90.0,
-                   help="seconds for each sandboxed module run (default 90; the notebook's run has its own 300 s)")
+                   help="wall-clock seconds for each sandboxed run, the module's and the notebook's alike (default "
+                        "90); each module part gets min(20, S/3) s of CPU time, each notebook cell min(30, S/2) s")
     g.set_defaults(run=cmd_grade)
     c = sub.add_parser("check", help="grade one submission folder and print its feedback")
     c.add_argument("folder")
     c.add_argument("--notebook")
-    c.add_argument("--timeout", type=float, default=90.0)
+    c.add_argument("--timeout", type=float, default=90.0, help="as for grade")
     c.set_defaults(run=cmd_check)
     b = sub.add_parser("gradescope-bundle", help="build the Gradescope autograder zip")
     b.add_argument("out")
@@ -137,3 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: every sandboxed run was stopped and the work folder removed; gradebook.csv was not "
+              "written. Run the same command again to resume (finished students are cached).", file=sys.stderr)
+        return 130

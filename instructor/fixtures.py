@@ -85,6 +85,9 @@ def _write(path):
         f.write("pwned")
 _try("read_hidden", lambda: open(_os.path.join(_ROOT, "instructor", "hidden-checks.npz"), "rb").read(10))
 _try("read_solution", lambda: open(_os.path.join(_ROOT, "gan_pytorch.py")).read(10))
+import sys as _sys
+_BESIDE_PYTHON = _os.path.join(_os.path.dirname(_sys.prefix), "gan_pytorch.py")  # a venv inside a course clone
+_try("read_beside_python", lambda: open(_BESIDE_PYTHON).read(10))
 _try("list_submissions", lambda: _os.listdir(_SUBS) or (_ for _ in ()).throw(OSError("empty")))
 _try("write_gradebook", lambda: _write(_os.path.join(_OUT, "gradebook.csv")))
 _try("write_results", lambda: _write(_os.path.join(_OUT, "results", "victim.json")))
@@ -95,10 +98,11 @@ def _see_processes():
     if len([p for p in _os.listdir("/proc") if p.isdigit()]) < 10:
         raise OSError("only the sandbox's own processes are visible")
 _try("see_processes", _see_processes)
-try:
-    exec(open(_os.path.join(_ROOT, "gan_pytorch.py")).read())
-except BaseException:
-    pass
+for _source in (_os.path.join(_ROOT, "gan_pytorch.py"), _BESIDE_PYTHON):
+    try:
+        exec(open(_source).read())
+    except BaseException:
+        pass
 '''
 
 CHEAT = '''
@@ -152,12 +156,209 @@ SUBMISSIONS: dict[str, Callable[[], str | None]] = {
     + "\nprint('x' * 100_000_000)\n",
     # an endless loop in one part that also ignores the part timer: the wall clock kills it, the rest is graded
     "part_loop": lambda: replace_function(solution_source(), "interpolate_latent",
-                                          "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                                          "import signal\nfor _s in (signal.SIGALRM, signal.SIGPROF, "
+                                          "signal.SIGVTALRM):\n    signal.signal(_s, signal.SIG_IGN)\n"
                                           "while True:\n    pass"),
     "cheat": attack_cheat,
     "conftest": stubbed_source,
     "missing": lambda: None,
 }
+
+# Issue 12's attacks on the grader itself. Each reports what it managed in interpolate_latent's error where that
+# matters, so that the tests can check the attack from outside.
+
+FIFO_STAGE = """
+import os as _os
+_os.remove("out/_stage")
+_os.mkfifo("out/_stage")  # a plain open() of it blocks forever, even through SIGINT
+_os._exit(0)
+"""
+
+IMPORT_FIFO = """
+import os as _os
+_os.mkfifo("out/_import.npz")
+_os._exit(0)
+"""
+
+# the last part replaces finished outputs: a symlink to the hidden checks, a FIFO; then answers correctly
+SWAP_OUTPUTS = """
+
+def interpolate_latent(z0, z1, steps):
+    import os
+    os.remove("out/bce_loss.npz")
+    os.symlink({hidden!r}, "out/bce_loss.npz")
+    os.remove("out/discriminator.npz")
+    os.mkfifo("out/discriminator.npz")
+    return _solution_interpolate_latent(z0, z1, steps)
+"""
+
+SWAP_OUT_FOLDER = """import os
+os.rename("out", "out_real")
+os.symlink("/", "out")
+raise RuntimeError("swapped")"""
+
+SURROGATE = "raise ValueError('bad \\udc80 value \\x1b[31mred\\x1b[0m')"
+
+# A stub that forges every probe's outputs (issue 12 item 8): only what the grader analyses itself can pass.
+FORGER = """
+import numpy as _np
+import gan_utils.probes as _probes
+
+def _forge(part, module, inputs):
+    if part.kind == "noise":
+        n, d = (int(v) for v in inputs["shape"])
+        u = lambda *s: _np.random.uniform(-1, 1, s).astype(_np.float32)
+        return {"unseeded_0": u(n, d), "unseeded_1": u(n, d), "seeded_a": u(64, 5), "seeded_b": u(64, 5),
+                "seeded_c": u(64, 5)}
+    if part.kind == "architecture":
+        shapes = inputs["param_shapes"]
+        count = int(sum(_np.prod([x for x in row if x > 0]) for row in shapes))
+        return {"shapes": shapes, "n_numbers": _np.array(count), "seed_same": _np.array(True),
+                "seed_differs": _np.array(True)}
+    if part.kind == "loss":
+        out = {"value": _np.array(0.5), "value_ndim": _np.array(0)}
+        out.update({"grad_" + a: _np.zeros_like(inputs[a]) for a in part.args})
+        if part.stable:
+            out["extreme"] = _np.array(0.0)
+        return out
+    if part.kind == "optimizer":
+        return {"kind": _np.array("Adam"), "trajectory": _np.stack([inputs["start"]] * len(inputs["grads"]))}
+    if part.kind == "train_step":
+        steps = len(inputs["real"])
+        return {"stats": _np.zeros((steps, 4)), "raw_stats": _np.zeros((steps, 4)),
+                "returned": _np.zeros((steps, 4), int), "order": _np.ones(steps, int),
+                "g_grad_in_d_step": _np.zeros(steps, bool), "noise_calls": _np.full(steps, 2)}
+    return {"y": _np.zeros((int(inputs["steps"]), len(inputs["z0"])))}
+
+_probes.PROBES.update({kind: _forge for kind in _probes.PROBES})
+"""
+
+# 48 busy children, each in its own session, then as many sleeping ones as it can fork (issue 12 item 7)
+FORK_BOMB = """
+import os as _os, time as _time
+_FORKED, _t0 = 0, _time.time()
+for _i in range(48):
+    try:
+        if _os.fork() == 0:
+            _os.setsid()
+            while _time.time() < _t0 + 8:
+                pass
+            _os._exit(0)
+        _FORKED += 1
+    except OSError:
+        break
+for _i in range(3000):
+    try:
+        if _os.fork() == 0:
+            _os.setsid()
+            _time.sleep(600)
+            _os._exit(0)
+        _FORKED += 1
+    except OSError:
+        break
+"""
+
+# six children of 500 MB each: each is within its own address-space limit, together they are not
+MEMORY_HOG = """
+import os as _os, time as _time
+_pids = []
+for _i in range(6):
+    _pid = _os.fork()
+    if _pid == 0:
+        _block = b"x" * (500 * 2**20)
+        _time.sleep(3)
+        _os._exit(0)
+    _pids.append(_pid)
+_STATUSES = [_os.waitstatus_to_exitcode(_os.waitpid(_p, 0)[1]) for _p in _pids]
+"""
+
+ATTACKS: dict[str, Callable[[], str]] = {
+    "fifo_stage": lambda: solution_source() + FIFO_STAGE,
+    "import_fifo": lambda: solution_source() + IMPORT_FIFO,
+    "swap_outputs": lambda: solution_source().replace("def interpolate_latent(", "def _solution_interpolate_latent(")
+    + SWAP_OUTPUTS.format(hidden=str(ROOT / "instructor" / "hidden-checks.npz")),
+    "swap_out_folder": lambda: replace_function(solution_source(), "interpolate_latent", SWAP_OUT_FOLDER),
+    "surrogate": lambda: replace_function(solution_source(), "bce_loss", SURROGATE),
+    "surrogate_import": lambda: solution_source() + "\nraise RuntimeError('\\udcff \\x1b[2J cleared')\n",
+    "forger": lambda: stubbed_source() + FORGER,
+    # not an attack: a part that takes longer than the part timer in wall time but uses no CPU keeps its points
+    "sleepy": lambda: solution_source().replace("def interpolate_latent(", "def _solution_interpolate_latent(")
+    + "\n\ndef interpolate_latent(z0, z1, steps):\n    import time\n    time.sleep(6)\n"
+      "    return _solution_interpolate_latent(z0, z1, steps)\n",
+    "fork_bomb": lambda: replace_function(solution_source() + FORK_BOMB, "interpolate_latent",
+                                          "raise RuntimeError(f'FORKED {_FORKED}')"),
+    "memory_hog": lambda: replace_function(solution_source() + MEMORY_HOG, "interpolate_latent",
+                                           "raise RuntimeError(f'STATUSES {_STATUSES}')"),
+}
+
+# Notebook attacks: a cell the student adds (unlocked cells run as they are) right after the setup cell.
+
+NOTEBOOK_KILLER = """import json, os, signal
+_forged = {{"cells": [{{"cell_type": "code", "execution_count": 1, "metadata": {{"nbgrader": {{"grade_id": g}}}},
+             "outputs": [{{"name": "stdout", "output_type": "stream", "text": "[PASS]"}}], "source": ""}}
+            for g in ("check_bce_loss", "check_interpolate_latent")], "metadata": {{}}, "nbformat": 4,
+            "nbformat_minor": 5}}
+_written = []
+for _path in ("GAN.ipynb", "../../../../driver/autograded.ipynb", "../../../../driver/result.json",
+              "../../../../course/autograded/x.ipynb"):
+    try:
+        with open(_path, "w") as _f:
+            json.dump(_forged if _path.endswith("ipynb") else {{"exit": 0, "log": []}}, _f)
+        _written.append(_path)
+    except OSError:
+        pass
+for _path in ("GAN.ipynb", "../../../../driver/autograded.ipynb"):
+    try:
+        os.remove(_path)
+        os.symlink({victim!r}, _path)
+        _written.append(_path)
+    except OSError:
+        pass
+for _pid in os.listdir("/proc"):
+    if _pid.isdigit() and int(_pid) != os.getpid():
+        try:
+            os.kill(int(_pid), signal.SIGKILL)
+            _written.append("killed " + _pid)
+        except OSError:
+            pass
+print("ATTACK", _written)
+{end}"""
+
+NOTEBOOK_HANG = """import signal, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+while True:
+    time.sleep(0.5)"""
+
+VICTIM_SECRET = "VICTIM-SECRET-42"
+
+
+def add_cell(notebook: Path, dest: Path, code: str, after: str = "setup") -> Path:
+    """A copy of the student ``notebook`` with a new code cell (no nbgrader metadata) after the cell ``after``."""
+    nb = nbformat.read(notebook, as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == after)
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(code))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dest)
+    return dest
+
+
+def edit_cell(notebook: Path, dest: Path, grade_id: str, edit: Callable[[dict], None]) -> Path:
+    """A copy of the student ``notebook`` with ``edit`` applied to the cell ``grade_id``."""
+    nb = nbformat.read(notebook, as_version=4)
+    edit(next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dest)
+    return dest
+
+
+def victim_notebook(notebook: Path, dest: Path) -> Path:
+    """The student notebook as saved after a run whose output holds a secret (what an attacker would copy)."""
+    def saved_output(cell: dict) -> None:
+        cell["execution_count"] = 3
+        cell["outputs"] = [nbformat.v4.new_output("error", ename="CheckFailed", evalue=VICTIM_SECRET, traceback=[])]
+
+    return edit_cell(notebook, dest, "check_bce_loss", saved_output)
+
 
 CONFTEST = '''import pytest
 

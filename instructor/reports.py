@@ -11,12 +11,14 @@ from pathlib import Path
 from gan_utils.files import atomic_path
 from gan_utils.parts import MODULE_POINTS, PART, PARTS
 from instructor.notebook_grading import SourceCourse
+from instructor.safe_io import clean_text
 
-GRADER_VERSION = "2"
+GRADER_VERSION = "3"
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write ``path`` all at once: readers see the old file or the new one, never half of it."""
+    """Write ``path`` all at once: readers see the old file or the new one, never half of it. Text that cannot be
+    encoded (a lone surrogate in a student's exception message) is escaped, never an error."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data)
 
@@ -44,11 +46,13 @@ class StudentResult:
     student: str
     key: str
     tests: list[TestResult]
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # about the whole submission: missing file, process killed
     notebook: list[dict] = field(default_factory=list)
     notebook_error: str = ""
     grader_error: str = ""
     seconds: float = 0.0
+    crashes: list[str] = field(default_factory=list)  # parts whose code raised or ran out of time
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds of the sandboxed runs, per mode
 
     @property
     def score(self) -> float:
@@ -112,15 +116,28 @@ def gradescope_results(r: StudentResult) -> dict:
 
 
 def problems(r: StudentResult) -> list[str]:
-    """Everything missing or broken in a submission, for the gradebook's ``problems`` column."""
-    return list(dict.fromkeys([*r.notes, *([r.notebook_error] if r.notebook_error else []),
-                               *([r.grader_error] if r.grader_error else [])]))
+    """Everything missing or broken in a submission, for the gradebook's ``problems`` column: a missing or renamed
+    file or id, a process that was killed or timed out, a part that crashed or ran out of time, a notebook that
+    nbgrader refused or could not run, an internal grader error."""
+    found = [*r.notes, *r.crashes, *([f"notebook: {r.notebook_error}"] if r.notebook_error else []),
+             *([r.grader_error] if r.grader_error else [])]
+    return list(dict.fromkeys(clean_text(p, 300) for p in found))
+
+
+def output_paths(out: Path, student: str) -> dict[str, Path]:
+    """Where a student's files go; ``results`` (the cache entry) is written last."""
+    return {"feedback": out / "feedback" / f"{student}.md",
+            "gradescope": out / "gradescope" / student / "results.json",
+            "results": out / "results" / f"{student}.json"}
 
 
 def write_student(out: Path, r: StudentResult) -> None:
-    atomic_write(out / "results" / f"{r.student}.json", r.to_json())
-    atomic_write(out / "feedback" / f"{r.student}.md", feedback_markdown(r))
-    atomic_write(out / "gradescope" / r.student / "results.json", json.dumps(gradescope_results(r), indent=1))
+    """Feedback and Gradescope results first, the results file (which a rerun takes from the cache) last: a
+    failure part-way leaves no cache entry without its feedback."""
+    paths = output_paths(out, r.student)
+    atomic_write(paths["feedback"], feedback_markdown(r))
+    atomic_write(paths["gradescope"], json.dumps(gradescope_results(r), indent=1))
+    atomic_write(paths["results"], r.to_json())
 
 
 def write_gradebook(path: Path, results: list[StudentResult], course: SourceCourse | None) -> None:
@@ -137,5 +154,5 @@ def write_gradebook(path: Path, results: list[StudentResult], course: SourceCour
     for r in sorted(results, key=lambda r: r.student):
         scores = {t.name: t.score for t in r.tests}
         writer.writerow([r.student, *(f"{scores.get(n, 0):.4g}" for n in names), f"{r.score:.4g}",
-                         *("" for _ in manual), " | ".join(problems(r))[:500]])
+                         *("" for _ in manual), " | ".join(problems(r))[:1000]])
     atomic_write(path, buf.getvalue())

@@ -142,7 +142,7 @@ def test_snoop_finds_everything_blocked(attack_run):
     [message] = {t.message for t in results["snoop"].tests if t.part == "interpolate_latent"}
     assert "SNOOP" in message and "=OPEN" not in message, message
     if sandbox.isolation() == "namespaces":
-        assert message.count("=blocked") == 9, message
+        assert message.count("=blocked") == 10, message
     assert (out / "results" / "victim.json").read_text() == "untouched"
     assert "pwned" not in (out / "gradebook.csv").read_text()
     assert not Path("/tmp/gan-grader-pwned").exists() and not (fixtures.ROOT / "pwned.txt").exists()
