@@ -4,13 +4,15 @@
     python bench/bench_notebook.py --smoke         # GAN_SMOKE=1: every training cut to a few iterations
     python bench/bench_notebook.py --out run.ipynb # keep the executed notebook
 
-Also prints what the notebook measured: the toy mode-collapse table and the MNIST evaluation table.
+Also prints what the notebook measured: the toy tables (collapse, the stalled saturating loss, the remedy) and the
+MNIST evaluation table, with the date and the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -88,14 +90,17 @@ def main() -> int:
     if args.out:
         nbformat.write(nb, args.out)
 
-    print(f"GAN.ipynb, {'smoke' if args.smoke else 'full'} run, {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    print(f"GAN.ipynb, {'smoke' if args.smoke else 'full'} run, {datetime.now():%Y-%m-%d}, "
+          f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
+          f"python {sys.version.split()[0]}")
     print(f"{'section':<50}{'seconds':>10}")
     for name, secs in section_times(nb).items():
         print(f"{name[:49]:<50}{secs:>10.1f}")
     print(f"{'total (kernel start to last cell)':<50}{total:>10.1f}")
     print(f"\nimages written: {len(images)}")
-    print("\nToy 2D (Part 2):")
-    print(outputs_of(nb, "toy_remedy").strip())
+    for grade_id in ("toy_baseline", "toy_losses", "toy_remedy"):
+        print(f"\nToy 2D ({grade_id}):")
+        print(outputs_of(nb, grade_id).strip())
     print("\nMNIST evaluation (Part 7):")
     print(outputs_of(nb, "evaluate").strip())
     return 0

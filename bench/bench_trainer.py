@@ -1,20 +1,21 @@
-"""Steps per second of the seed-style MLP GAN: the common DataLoader loop against this project's trainer.
+"""Steps per second of one GAN: the common DataLoader loop against this project's training path (the notebook's and
+train.py's), and the quality of float32 against bfloat16 at equal steps.
 
-    python bench/bench_trainer.py [--steps 100] [--warmup 10] [--threads N] [--repeats 2]
+    python bench/bench_trainer.py [--model vanilla] [--batch 128] [--steps 60] [--quality_steps 2000]
 
-Both train G 100-128-256-512-1024-784 and D 784-1024-512-256-1 on MNIST with batch 128 and Adam(2e-4, (0.5,
-0.999)). (a) is the loop of the popular PyTorch-GAN ``gan.py``: torchvision MNIST + ToTensor/Normalize +
-DataLoader(shuffle=True), Sigmoid + nn.BCELoss, numpy noise. (b) is this project's path: the in-memory tensor,
-``iterate_minibatches`` and ``GANTrainer.train_step`` with fused Adam, in float32 and (c) under bfloat16
-autocast (an opt-in speed-up: other numerics). Prints steps/s, the ratios, and the achieved FLOP/s as a fraction
-of a large float32 ``torch.mm`` measured on the same threads. Numbers only; nothing is asserted.
+(a) is the loop of the popular PyTorch-GAN ``gan.py``, on the same networks: torchvision's MNIST with
+ToTensor/Normalize through a DataLoader(shuffle=True), a Sigmoid on D with nn.BCELoss, numpy noise, PyTorch's
+default Adam, float32, and the losses read back every step. (b) is ``gan_utils.models.make_trainer`` +
+``gan_utils.training.fit``: the in-memory tensor, fused Adam, channels-last convolutions, float32; (c) the same
+with bfloat16 networks (where the CPU supports them). The loops alternate, best of ``--repeats``. Then (b) and (c)
+each train ``--quality_steps`` steps from the same seed and are scored by the Frechet distance of 10 000 samples,
+so that the speed is not bought with quality. Prints figures only; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import shutil
 import sys
 import tempfile
@@ -27,40 +28,13 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gan_utils.data import FILES, iterate_minibatches, load_mnist, resolve_data_dir  # noqa: E402
-from gan_utils.models import build, wide_discriminator, wide_generator  # noqa: E402
 
-BATCH, LATENT, LR, BETAS = 128, 100, 2e-4, (0.5, 0.999)
-G_WIDTHS = (LATENT, 128, 256, 512, 1024, 784)
-D_WIDTHS = (784, 1024, 512, 256, 1)
-
-
-def matmul_flops(widths: tuple[int, ...]) -> int:
-    """Forward multiply-add FLOPs of one sample through Linear layers of these widths."""
-    return sum(2 * a * b for a, b in zip(widths[:-1], widths[1:]))
-
-
-def step_flops(g_forwards: int) -> float:
-    """FLOPs of one GAN step: forward+backward ~ 3x forward; D runs on real and fake, and again in the G step.
-
-    The project's trainer makes fresh fakes for the G step (g_forwards=1 extra, no backward); the common loop
-    reuses the G step's fakes for D.
-    """
-    g, d = matmul_flops(G_WIDTHS), matmul_flops(D_WIDTHS)
-    return BATCH * (3 * g + g_forwards * g + 3 * 3 * d)
-
-
-def peak_flops(n: int = 2048, reps: int = 10) -> float:
-    """Best float32 torch.mm FLOP/s over a few timings."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        best = min(best, (time.perf_counter() - start) / reps)
-    return 2 * n**3 / best
+import gan_pytorch as gp  # noqa: E402
+from gan_utils import env  # noqa: E402
+from gan_utils import evaluation as ev  # noqa: E402
+from gan_utils.data import FILES, Batches, load_mnist, resolve_data_dir  # noqa: E402
+from gan_utils.models import MODELS, make_trainer  # noqa: E402
+from gan_utils.training import fit  # noqa: E402
 
 
 def torchvision_mnist(tmp: Path):
@@ -81,29 +55,28 @@ def torchvision_mnist(tmp: Path):
     return datasets.MNIST(str(tmp), train=True, download=False, transform=transform)
 
 
-def common_loop(dataset) -> Callable[[], Iterator[None]]:
-    """PyTorch-GAN's gan.py loop, one yield per step."""
+def common_loop(model: str, dataset, batch: int) -> Callable[[], Iterator[None]]:
+    """PyTorch-GAN's gan.py loop on the model's networks, one yield per step."""
     torch.manual_seed(0)
-    G = wide_generator(LATENT)
-    D = nn.Sequential(wide_discriminator(), nn.Sigmoid())
+    D, G = MODELS[model].networks(gp.NOISE_DIM)
+    D = nn.Sequential(D, nn.Sigmoid())
     loss = nn.BCELoss()
-    opt_g = torch.optim.Adam(G.parameters(), lr=LR, betas=BETAS)
-    opt_d = torch.optim.Adam(D.parameters(), lr=LR, betas=BETAS)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True, drop_last=True)
+    opt_g = torch.optim.Adam(G.parameters(), lr=gp.LEARNING_RATE, betas=gp.BETAS)
+    opt_d = torch.optim.Adam(D.parameters(), lr=gp.LEARNING_RATE, betas=gp.BETAS)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True)
 
     def steps() -> Iterator[None]:
         while True:
             for imgs, _ in loader:
-                valid = torch.ones(imgs.size(0), 1)
-                fake = torch.zeros(imgs.size(0), 1)
+                valid, fake = torch.ones(imgs.size(0), 1), torch.zeros(imgs.size(0), 1)
                 opt_g.zero_grad()
-                z = torch.tensor(np.random.normal(0, 1, (imgs.shape[0], LATENT)), dtype=torch.float32)
+                z = torch.tensor(np.random.uniform(-1, 1, (imgs.shape[0], gp.NOISE_DIM)), dtype=torch.float32)
                 gen_imgs = G(z)
                 g_loss = loss(D(gen_imgs), valid)
                 g_loss.backward()
                 opt_g.step()
                 opt_d.zero_grad()
-                d_loss = (loss(D(imgs), valid) + loss(D(gen_imgs.detach()), fake)) / 2
+                d_loss = loss(D(imgs), valid) + loss(D(gen_imgs.detach()), fake)
                 d_loss.backward()
                 opt_d.step()
                 g_loss.item(), d_loss.item()  # the usual per-step print/log reads both losses
@@ -112,64 +85,76 @@ def common_loop(dataset) -> Callable[[], Iterator[None]]:
     return steps
 
 
-def project_loop(images: torch.Tensor, bf16: bool = False) -> Callable[[], Iterator[None]]:
-    """This project's path: in-memory batches and GANTrainer.train_step (built by train.py's ``build``:
-    fused Adam), optionally under bfloat16 autocast."""
-    gan = build("mlp-wide", LATENT, LR, *BETAS, seed=0)
-    shuffle = torch.Generator().manual_seed(0)
+def project_loop(model: str, images: torch.Tensor, batch: int, bf16: bool) -> Callable[[int, int], float]:
+    """This project's path, timed through ``fit`` itself: make_trainer's GAN on in-memory batches."""
+    trainer = make_trainer(model, bf16=bf16)
+    batches = Batches(images, batch, seed=0)
+    history = None
 
-    def steps() -> Iterator[None]:
-        while True:
-            for real in iterate_minibatches(images, BATCH, generator=shuffle):
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    gan.trainer.train_step(real)
-                yield
+    def rate(n: int, warmup: int) -> float:
+        nonlocal history
+        history = fit(trainer, batches, (len(history) if history else 0) + warmup, history=history, progress=False)
+        start = time.perf_counter()
+        history = fit(trainer, batches, len(history) + n, history=history, progress=False)
+        return n / (time.perf_counter() - start)
 
-    return steps
+    return rate
 
 
-def steps_per_second(steps: Callable[[], Iterator[None]], n: int, warmup: int) -> float:
+def common_rate(steps: Callable[[], Iterator[None]]) -> Callable[[int, int], float]:
     it = steps()
-    for _ in range(warmup):
-        next(it)
-    start = time.perf_counter()
-    for _ in range(n):
-        next(it)
-    return n / (time.perf_counter() - start)
+
+    def rate(n: int, warmup: int) -> float:
+        for _ in range(warmup):
+            next(it)
+        start = time.perf_counter()
+        for _ in range(n):
+            next(it)
+        return n / (time.perf_counter() - start)
+
+    return rate
+
+
+def quality(model: str, images: torch.Tensor, batch: int, steps: int, bf16: bool) -> tuple[float, float]:
+    """(Frechet distance of G after ``steps`` steps from seed 0, seconds): through fit, as train.py trains."""
+    trainer = make_trainer(model, bf16=bf16)
+    torch.manual_seed(0)
+    history = fit(trainer, Batches(images, batch, seed=0), steps, progress=False)
+    return ev.evaluate_generator(trainer.G)["fd"], history.seconds
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    p.add_argument("--repeats", type=int, default=2, help="alternate the two loops this often, keep each best")
+    p.add_argument("--model", choices=list(MODELS), default="vanilla")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=60, help="timed steps per loop and repeat")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=3, help="alternate the loops this often, keep each best")
+    p.add_argument("--quality_steps", type=int, default=2000, help="steps of the float32/bfloat16 quality runs")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, batch {BATCH}, {args.steps} timed steps "
-          f"after {args.warmup} warm-up, best of {args.repeats}")
-    peak = peak_flops()
-    print(f"measured float32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
+    threads = env.set_threads()
+    bf16 = env.supports_bfloat16("cpu")
+    print(f"torch {torch.__version__}, {threads} threads, model {args.model}, batch {args.batch}, {args.steps} timed "
+          f"steps after {args.warmup} warm-up, best of {args.repeats}; bfloat16 supported: {bf16}")
     images = load_mnist()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = torchvision_mnist(Path(tmp))
-        loops = {"DataLoader loop (PyTorch-GAN style)": (common_loop(dataset), step_flops(0)),
-                 "project trainer (in-memory + train_step)": (project_loop(images), step_flops(1)),
-                 "project trainer, bfloat16 autocast": (project_loop(images, bf16=True), step_flops(1))}
+        loops = {"DataLoader loop (PyTorch-GAN style)": common_rate(common_loop(args.model,
+                                                                                 torchvision_mnist(Path(tmp)),
+                                                                                 args.batch)),
+                 "project path, float32": project_loop(args.model, images, args.batch, bf16=False)}
+        if bf16:
+            loops["project path, bfloat16"] = project_loop(args.model, images, args.batch, bf16=True)
         best = dict.fromkeys(loops, 0.0)
         for _ in range(args.repeats):
-            for name, (steps, _) in loops.items():
-                best[name] = max(best[name], steps_per_second(steps, args.steps, args.warmup))
-    for name, (_, flops) in loops.items():
-        rate = best[name]
-        print(f"{name:42s} {rate:7.2f} steps/s  {1000 / rate:7.1f} ms/step  "
-              f"{rate * flops / 1e9:6.1f} GFLOP/s = {rate * flops / peak:5.1%} of peak "
-              f"({flops / 1e9:.2f} GFLOP/step)")
-    common, ours, ours_bf16 = best.values()
-    print(f"speed-up of the project trainer: {ours / common:.2f}x steps/s "
-          f"({ours * step_flops(1) / (common * step_flops(0)):.2f}x FLOP/s; goal 3x steps/s); "
-          f"with bfloat16 autocast {ours_bf16 / common:.2f}x")
-    print("(bfloat16 percentages are of the float32 peak; its matmuls can run faster than that peak)")
+            for name, rate in loops.items():
+                best[name] = max(best[name], rate(args.steps, args.warmup))
+    common = best["DataLoader loop (PyTorch-GAN style)"]
+    for name, rate in best.items():
+        print(f"{name:40s} {rate:7.2f} steps/s  {1000 / rate:7.1f} ms/step  {rate / common:5.2f}x")
+    print(f"\nquality at {args.quality_steps} steps, seed 0, 10 000 samples:")
+    for flag in (False, True) if bf16 else (False,):
+        fd, seconds = quality(args.model, images, args.batch, args.quality_steps, flag)
+        print(f"  {'bfloat16' if flag else 'float32 '}: Frechet distance {fd:7.2f} ({seconds:.1f} s of training)")
 
 
 if __name__ == "__main__":

@@ -52,27 +52,27 @@ _DISCRIMINATOR = (*_ARCHITECTURE, "image input")
 _SHAPES = ("parameter count", "layers")
 _LOSS = ("value", "gradient")
 
-PARTS: tuple[Part, ...] = (
+PARTS: tuple[Part, ...] = (  # in the order the notebook teaches them
     Part("sample_noise", "noise", ("seeded values", "float32", "uniform"), 6, reported=("float32",)),
-    Part("discriminator", "architecture", (*_DISCRIMINATOR, "seed"), 6, args=("seed",),
-         reported=(*_SHAPES, "seed")),
-    Part("generator", "architecture", (*_ARCHITECTURE, "seed"), 6, args=("noise_dim", "seed"),
-         reported=(*_SHAPES, "seed")),
-    Part("build_dc_classifier", "architecture", _DISCRIMINATOR, 8, reported=_SHAPES),
-    Part("build_dc_generator", "architecture", _ARCHITECTURE, 8, args=("noise_dim",), reported=_SHAPES),
     Part("bce_loss", "loss", (*_LOSS, "stable"), 12, args=("input", "target"), stable=True),
     Part("discriminator_loss", "loss", (*_LOSS, "stable"), 6, args=("logits_real", "logits_fake"),
          uses="bce_loss", stable=True),
     Part("generator_loss", "loss", (*_LOSS, "stable"), 6, args=("logits_fake",), uses="bce_loss", stable=True),
     Part("generator_loss_saturating", "loss", (*_LOSS, "stable"), 6, args=("logits_fake",), uses="bce_loss",
          stable=True),
-    Part("ls_discriminator_loss", "loss", _LOSS, 4, args=("scores_real", "scores_fake")),
-    Part("ls_generator_loss", "loss", _LOSS, 4, args=("scores_fake",)),
     Part("get_optimizer", "optimizer", ("Adam", "lr", "betas", "parameters"), 4),
     Part("train_step", "train_step",
          ("returns", "order", "fresh noise", "detach", "losses", "discriminator update", "generator update",
           "raw scores"), 20, function="GANTrainer.train_step",
          reported=("returns", "order", "fresh noise", "detach")),
+    Part("discriminator", "architecture", (*_DISCRIMINATOR, "seed"), 6, args=("seed",),
+         reported=(*_SHAPES, "seed")),
+    Part("generator", "architecture", (*_ARCHITECTURE, "seed"), 6, args=("noise_dim", "seed"),
+         reported=(*_SHAPES, "seed")),
+    Part("ls_discriminator_loss", "loss", _LOSS, 4, args=("scores_real", "scores_fake")),
+    Part("ls_generator_loss", "loss", _LOSS, 4, args=("scores_fake",)),
+    Part("build_dc_classifier", "architecture", _DISCRIMINATOR, 8, reported=_SHAPES),
+    Part("build_dc_generator", "architecture", _ARCHITECTURE, 8, args=("noise_dim",), reported=_SHAPES),
     Part("interpolate_latent", "interpolation", ("values",), 4),
 )
 

@@ -180,6 +180,23 @@ _os.mkfifo("out/_import.npz")
 _os._exit(0)
 """
 
+# the same with symlinks, to decoys that would blame bce_loss or forge the import error if they were followed
+SYMLINK_STAGE = """
+import os as _os
+with open("decoy_stage", "w") as _f:
+    _f.write("bce_loss")
+_os.remove("out/_stage")
+_os.symlink("../decoy_stage", "out/_stage")
+_os._exit(0)
+"""
+
+IMPORT_SYMLINK = """
+import os as _os, numpy as _np
+_np.savez("decoy.npz", error=_np.array("FORGED import error"))
+_os.symlink("../decoy.npz", "out/_import.npz")
+_os._exit(0)
+"""
+
 # the last part replaces finished outputs: a symlink to the hidden checks, a FIFO; then answers correctly
 SWAP_OUTPUTS = """
 
@@ -272,19 +289,122 @@ for _i in range(6):
 _STATUSES = [_os.waitstatus_to_exitcode(_os.waitpid(_p, 0)[1]) for _p in _pids]
 """
 
+# Issue 11 item 4: a submission that imports every public name of the shipped gan_utils (the whole package ships,
+# see release.py) and answers each part with the first of them that takes the part's call and returns the right
+# kind of object (each tried for at most 0.3 s, and not again for that part once it failed). Only what the package
+# computes could earn points; an answer that ships would show here (and in the release's answer search).
+BORROWER = """
+import importlib as _importlib, signal as _signal
+import torch as _torch
+{imports}
+_CANDIDATES = {candidates!r}
+_KINDS = {kinds!r}
+_FAILED, _CHOSEN, _BUSY = set(), {{}}, []
+
+
+class _Slow(BaseException):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Slow()
+
+
+def _acceptable(kind, value):
+    if kind == "architecture":
+        return isinstance(value, _torch.nn.Module)
+    if kind == "optimizer":
+        return isinstance(value, _torch.optim.Optimizer)
+    if kind == "train_step":
+        return isinstance(value, tuple) and len(value) == 4
+    return isinstance(value, _torch.Tensor)
+
+
+def _borrow(part, args, kwargs):
+    if _BUSY:  # a candidate that calls back into this module (a check of every part): not an answer
+        raise RuntimeError("BORROWED re-entered")
+    _BUSY.append(part)
+    try:
+        return _try_all(part, args, kwargs)
+    finally:
+        _BUSY.pop()
+
+
+def _try_all(part, args, kwargs):
+    names = [n for n in _CANDIDATES[part] if (part, n) not in _FAILED]
+    names.sort(key=lambda n: n != _CHOSEN.get(part))
+    for name in names:
+        module, _, attr = name.rpartition(".")
+        previous = _signal.signal(_signal.SIGALRM, _alarm)
+        _signal.setitimer(_signal.ITIMER_REAL, 0.3)
+        try:
+            value = getattr(_importlib.import_module(module), attr)(*args, **kwargs)
+        except (Exception, SystemExit, _Slow):
+            _FAILED.add((part, name))
+            continue
+        finally:
+            _signal.setitimer(_signal.ITIMER_REAL, 0)
+            _signal.signal(_signal.SIGALRM, previous)
+        if _acceptable(_KINDS[part], value):
+            _CHOSEN[part] = name
+            return value
+        _FAILED.add((part, name))
+    raise RuntimeError(f"BORROWED nothing for {{part}}: none of {{len(_CANDIDATES[part])}} names answers it")
+
+
+def _borrower(part):
+    def borrowed(*args, **kwargs):
+        return _borrow(part, args, kwargs)
+    return borrowed
+
+
+for _part in _CANDIDATES:
+    if _part == "train_step":
+        GANTrainer.train_step = _borrower(_part)
+    else:
+        globals()[_part] = _borrower(_part)
+"""
+
+
+def shipped_candidates() -> tuple[list[str], dict[str, list[str]]]:
+    """The shipped package's modules, and per part the public functions and classes defined in it whose signature
+    takes the part's call (``answer_search``'s test), by qualified name."""
+    import gan_utils  # noqa: PLC0415
+    from gan_utils.parts import PARTS  # noqa: PLC0415
+    from instructor.answer_search import binds, candidates  # noqa: PLC0415
+
+    objects = [(name, obj) for name, obj in candidates(gan_utils) if not name.rpartition(".")[2].startswith("_")]
+    modules = sorted({name.rpartition(".")[0] for name, _ in objects})
+    return modules, {part.name: [name for name, obj in objects if binds(obj, part)] for part in PARTS}
+
+
+def attack_borrower() -> str:
+    from gan_utils.parts import PARTS  # noqa: PLC0415
+
+    modules, found = shipped_candidates()
+    imports = "\n".join(f"from {m} import *  # noqa" for m in modules)
+    return stubbed_source() + BORROWER.format(imports=imports, candidates=found,
+                                              kinds={p.name: p.kind for p in PARTS})
+
+
 ATTACKS: dict[str, Callable[[], str]] = {
     "fifo_stage": lambda: solution_source() + FIFO_STAGE,
     "import_fifo": lambda: solution_source() + IMPORT_FIFO,
+    "symlink_stage": lambda: solution_source() + SYMLINK_STAGE,
+    "import_symlink": lambda: solution_source() + IMPORT_SYMLINK,
     "swap_outputs": lambda: solution_source().replace("def interpolate_latent(", "def _solution_interpolate_latent(")
     + SWAP_OUTPUTS.format(hidden=str(ROOT / "instructor" / "hidden-checks.npz")),
     "swap_out_folder": lambda: replace_function(solution_source(), "interpolate_latent", SWAP_OUT_FOLDER),
     "surrogate": lambda: replace_function(solution_source(), "bce_loss", SURROGATE),
     "surrogate_import": lambda: solution_source() + "\nraise RuntimeError('\\udcff \\x1b[2J cleared')\n",
     "forger": lambda: stubbed_source() + FORGER,
+    "borrower": attack_borrower,
     # not an attack: a part that takes longer than the part timer in wall time but uses no CPU keeps its points
     "sleepy": lambda: solution_source().replace("def interpolate_latent(", "def _solution_interpolate_latent(")
     + "\n\ndef interpolate_latent(z0, z1, steps):\n    import time\n    time.sleep(6)\n"
       "    return _solution_interpolate_latent(z0, z1, steps)\n",
+    # an endless loop in one part that leaves the timers alone: the part's CPU-time timer stops it, the rest counts
+    "part_cpu": lambda: replace_function(solution_source(), "interpolate_latent", "while True:\n    pass"),
     "fork_bomb": lambda: replace_function(solution_source() + FORK_BOMB, "interpolate_latent",
                                           "raise RuntimeError(f'FORKED {_FORKED}')"),
     "memory_hog": lambda: replace_function(solution_source() + MEMORY_HOG, "interpolate_latent",

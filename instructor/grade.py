@@ -260,6 +260,16 @@ def _notebook_failed(course: notebook_grading.SourceCourse, reason: str) -> list
              "message": reason if c.auto else "graded by hand"} for c in course.cells]
 
 
+def read_driver_result(scratch: Path, owner: int | None) -> dict:
+    """The driver's ``result.json`` (nbgrader's exit status and log), or {} if it is missing, not a regular file of
+    the driver's, or not a JSON object (damaged, or nested so deeply that parsing it would recurse too far)."""
+    try:
+        result = json.loads(read_regular(scratch, "driver/result.json", MAX_RESULT_BYTES, owner))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return result if isinstance(result, dict) else {}
+
+
 def grade_notebook(sub: Submission, ctx: Context, scratch_root: Path, log_dir: Path, slot: int,
                    cgroup: sandbox.Cgroup | None = None) -> tuple[list[dict], str, float]:
     """nbgrader autograde of the student's notebook in its sandbox: (rows per graded cell, problem, CPU s).
@@ -295,12 +305,7 @@ def grade_notebook(sub: Submission, ctx: Context, scratch_root: Path, log_dir: P
                  {sandbox.DATA_DIR_ENV: ctx.sandboxes.data_dir} if ctx.sandboxes.data_dir else {})}}
     run = ctx.sandboxes.run("notebook", scratch, log_dir, slot, extra, cgroup, env={"HOME": str(scratch)})
     owner = ids["driver"]
-    try:
-        result = json.loads(read_regular(scratch, "driver/result.json", MAX_RESULT_BYTES, owner))
-        if not isinstance(result, dict):
-            raise ValueError("not an object")
-    except (OSError, ValueError):
-        result = {}
+    result = read_driver_result(scratch, owner)
     why = run.describe(ctx.limits)
     if run.timed_out:
         problem = f"notebook autograding {why}"
@@ -376,7 +381,7 @@ def _cached(sub: Submission, out: Path, key: str) -> StudentResult | None:
     paths = output_paths(out, sub.student)
     try:
         cached = StudentResult.from_json(paths["results"].read_text())
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # damaged or tampered with: grade again
         return None
     if cached.key != key or cached.grader_error:
         return None

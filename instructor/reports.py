@@ -65,7 +65,13 @@ class StudentResult:
 
     @classmethod
     def from_json(cls, text: str) -> StudentResult:
-        data = json.loads(text)
+        """The result that ``to_json`` wrote; ValueError if ``text`` is not one (damaged, or nested too deeply)."""
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise ValueError("the results file is nested far too deeply") from None
+        if not isinstance(data, dict) or not isinstance(data.get("tests"), list):
+            raise ValueError("not a results file")
         data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         data["tests"] = [TestResult(**t) for t in data["tests"]]
         return cls(**data)

@@ -35,13 +35,9 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def read_regular(root: Path, relative: str | os.PathLike, limit: int, owner: int | None = None) -> bytes:
-    """The bytes of ``root/relative``, which must be a regular file of at most ``limit`` bytes, reached without
-    following any symlink below ``root`` (``root`` itself is trusted: the grader made it). With ``owner``, the file
-    must also belong to that uid (the sandbox process that was meant to write it, not another one).
-
-    Raises ``UnsafeFile`` (an ``OSError``) saying what is wrong.
-    """
+def _open_regular(root: Path, relative: str | os.PathLike, owner: int | None) -> tuple[int, os.stat_result, str]:
+    """An open file descriptor of the regular file ``root/relative`` (reached as ``read_regular`` says), its stat
+    (checked to be the file that was opened) and its name for messages."""
     parts = [p for p in Path(relative).parts if p not in ("", ".")]
     if not parts or any(p in ("..", "/") for p in parts):
         raise ValueError(f"not a plain relative path: {relative}")
@@ -71,31 +67,61 @@ def read_regular(root: Path, relative: str | os.PathLike, limit: int, owner: int
             raise UnsafeFile(f"{name} is missing") from None
         if not stat.S_ISREG(st.st_mode):
             raise UnsafeFile(f"{name} is {_kind(st.st_mode)}, not a regular file")
-        if st.st_size > limit:
-            raise UnsafeFile(f"{name} is larger than {limit} bytes")
         if owner is not None and st.st_uid != owner:
             raise UnsafeFile(f"{name} was not written by the process that should have written it")
         try:
             ffd = os.open(parts[-1], _FILE_FLAGS, dir_fd=fd)
         except OSError as exc:
             raise UnsafeFile(f"{name} cannot be opened ({exc.strerror})") from None
-        try:
-            st2 = os.fstat(ffd)  # the same file that lstat saw (not swapped in between)
-            if not stat.S_ISREG(st2.st_mode) or (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino):
-                raise UnsafeFile(f"{name} changed while it was being read")
-            chunks, left = [], limit + 1
-            while left > 0:
-                chunk = os.read(ffd, min(left, 1 << 20))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                left -= len(chunk)
-            data = b"".join(chunks)
-            if len(data) > limit:
-                raise UnsafeFile(f"{name} is larger than {limit} bytes")
-            return data
-        finally:
-            os.close(ffd)
+    finally:
+        os.close(fd)
+    try:
+        st2 = os.fstat(ffd)  # the same file that lstat saw (not swapped in between)
+        if not stat.S_ISREG(st2.st_mode) or (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino):
+            raise UnsafeFile(f"{name} changed while it was being read")
+    except BaseException:
+        os.close(ffd)
+        raise
+    return ffd, st2, name
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks, left = [], limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_regular(root: Path, relative: str | os.PathLike, limit: int, owner: int | None = None) -> bytes:
+    """The bytes of ``root/relative``, which must be a regular file of at most ``limit`` bytes, reached without
+    following any symlink below ``root`` (``root`` itself is trusted: the grader made it). With ``owner``, the file
+    must also belong to that uid (the sandbox process that was meant to write it, not another one).
+
+    Raises ``UnsafeFile`` (an ``OSError``) saying what is wrong.
+    """
+    fd, st, name = _open_regular(root, relative, owner)
+    try:
+        if st.st_size > limit:
+            raise UnsafeFile(f"{name} is larger than {limit} bytes")
+        data = _read_at_most(fd, limit + 1)
+        if len(data) > limit:
+            raise UnsafeFile(f"{name} is larger than {limit} bytes")
+        return data
+    finally:
+        os.close(fd)
+
+
+def read_tail(root: Path, relative: str | os.PathLike, n: int) -> bytes:
+    """The last ``n`` bytes (at most) of the regular file ``root/relative``, reached as ``read_regular`` does (no
+    symlink followed, no FIFO or device blocked on): for logs, which may be large. Raises ``UnsafeFile``."""
+    fd, st, _name = _open_regular(root, relative, None)
+    try:
+        os.lseek(fd, max(0, st.st_size - n), os.SEEK_SET)
+        return _read_at_most(fd, n)
     finally:
         os.close(fd)
 

@@ -100,12 +100,13 @@ class RunResult:
 
 
 def _tail(path: Path, n: int = 4000) -> str:
-    from instructor.safe_io import clean_text  # noqa: PLC0415
+    """The end of a log, cleaned; '' if it cannot be read safely. A run's logs lie in a folder of the grader's,
+    but at the weakest isolation level (same uid) a run could replace one with a FIFO or a symlink, so they are
+    read like everything else a sandbox could have touched: no link followed, no FIFO waited on."""
+    from instructor.safe_io import clean_text, read_tail  # noqa: PLC0415
 
     try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - n))
-            return clean_text(f.read(n).decode("utf-8", "replace"))
+        return clean_text(read_tail(path.parent, path.name, n).decode("utf-8", "replace"))
     except OSError:
         return ""
 

@@ -13,7 +13,7 @@ from torch import nn
 
 import gan_pytorch as solution
 from gan_utils import checks
-from instructor.make_checks import _Module, train_step_variant
+from instructor.make_checks import _dc_generator, _Module, train_step_variant
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +180,12 @@ def mlp_g(noise_dim=96, tanh=True, sizes=(1024, 1024, 784)):
     return nn.Sequential(*layers[:-1], *([nn.Tanh()] if tanh else []))
 
 
+def swapped_dc_classifier(batch_size=None):  # the two convolutions in the wrong order cannot even take the input
+    return nn.Sequential(nn.Unflatten(1, (1, 28, 28)), nn.Conv2d(32, 64, 5), nn.LeakyReLU(0.01),
+                         nn.MaxPool2d(2), nn.Conv2d(1, 32, 5), nn.LeakyReLU(0.01), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(1024, 1024), nn.LeakyReLU(0.01), nn.Linear(1024, 1))
+
+
 ARCHITECTURE_MISTAKES = [
     ("discriminator", seeded(lambda: mlp_d(slope=0.2)), "LeakyReLU with slope 0.2"),
     ("discriminator", seeded(lambda: mlp_d(sizes=(784, 128, 256, 1))), "has shape (128, 784), expected (256, 784)"),
@@ -188,33 +194,16 @@ ARCHITECTURE_MISTAKES = [
     ("generator", seeded(lambda noise_dim=96: mlp_g(noise_dim, sizes=(1024, 784, 784))), "expected (1024, 1024)"),
     ("generator", seeded(lambda noise_dim=96: mlp_g(96)), "shape (1024, 96), expected (1024, 32)"),
     ("discriminator", seeded(lambda: nn.Sequential(*list(mlp_d())[1:])), "flatten the input first"),
+    ("build_dc_generator", lambda noise_dim=96: _dc_generator(noise_dim, bn_first=True), "batch norm before ReLU"),
+    ("build_dc_classifier", swapped_dc_classifier,
+     "tensor 0 (in the order the layers run) has shape (64, 32, 5, 5)"),
+    ("discriminator", lambda seed=None: CustomDiscriminator(), "same seed"),  # the seed is ignored
 ]
 
 
 @pytest.mark.parametrize("part,impl,fragment", ARCHITECTURE_MISTAKES)
 def test_architectures_catch(cases, part, impl, fragment):
     assert_fails(cases, part, fragment, **{part: impl})
-
-
-def test_dc_generator_catches_batchnorm_before_relu(cases):
-    from instructor.make_checks import _dc_generator
-
-    assert_fails(cases, "build_dc_generator", "batch norm before ReLU",
-                 build_dc_generator=lambda noise_dim=96: _dc_generator(noise_dim, bn_first=True))
-
-
-def test_dc_classifier_catches_layer_order(cases):
-    def swapped(batch_size=None):  # the two convolutions in the wrong order cannot even take the input
-        return nn.Sequential(nn.Unflatten(1, (1, 28, 28)), nn.Conv2d(32, 64, 5), nn.LeakyReLU(0.01),
-                             nn.MaxPool2d(2), nn.Conv2d(1, 32, 5), nn.LeakyReLU(0.01), nn.MaxPool2d(2),
-                             nn.Flatten(), nn.Linear(1024, 1024), nn.LeakyReLU(0.01), nn.Linear(1024, 1))
-
-    assert_fails(cases, "build_dc_classifier", "tensor 0 (in the order the layers run) has shape (64, 32, 5, 5)",
-                 build_dc_classifier=swapped)
-
-
-def test_architecture_seed_must_make_weights_reproducible(cases):
-    assert_fails(cases, "discriminator", "same seed", discriminator=lambda seed=None: CustomDiscriminator())
 
 
 # ---- losses ------------------------------------------------------------------------------------------------
@@ -442,23 +431,27 @@ def test_wrong_return_types_cost_only_their_subtest(cases, kind, test):
 # ---- interpolate_latent ---------------------------------------------------------------------------------------
 
 
+def no_end_point(z0, z1, steps):
+    return torch.stack([torch.lerp(z0, z1, i / steps) for i in range(steps)])
+
+
 def test_interpolate_latent(cases):
     def lerp(z0, z1, steps):
         return torch.stack([torch.lerp(z0, z1, i / (steps - 1)) for i in range(steps)])
 
     assert_passes(cases, "interpolate_latent", interpolate_latent=lerp)
-    assert_fails(cases, "interpolate_latent", "leaves out the end point",
-                 interpolate_latent=lambda z0, z1, s: torch.stack([torch.lerp(z0, z1, i / s) for i in range(s)]))
+    assert_fails(cases, "interpolate_latent", "leaves out the end point", interpolate_latent=no_end_point)
 
 
 # ---- robustness of the checks themselves ----------------------------------------------------------------------
 
 
-def test_a_crash_in_student_code_is_reported_not_raised(cases):
-    def broken(input, target):
-        return input.nonexistent
+def broken_bce(input, target):
+    return input.nonexistent
 
-    text = assert_fails(cases, "bce_loss", "AttributeError", bce_loss=broken)
+
+def test_a_crash_in_student_code_is_reported_not_raised(cases):
+    text = assert_fails(cases, "bce_loss", "AttributeError", bce_loss=broken_bce)
     assert "gan_pytorch.py" not in text or "line" in text
 
 
@@ -512,19 +505,24 @@ def test_layers_are_matched_in_the_order_they_run(cases):
     assert_passes(cases, "discriminator", discriminator=seeded(ReversedDiscriminator))
 
 
-def test_a_discriminator_for_flat_input_only_fails_image_input_alone(cases):
-    class FlatOnly(ReversedDiscriminator):
-        def forward(self, x):
-            if x.dim() != 2:
-                raise ValueError("expected (N, 784)")
-            return super().forward(x)
+class FlatOnly(ReversedDiscriminator):
+    def forward(self, x):
+        if x.dim() != 2:
+            raise ValueError("expected (N, 784)")
+        return super().forward(x)
 
+
+def test_a_discriminator_for_flat_input_only_fails_image_input_alone(cases):
     failed = [o for o in outcomes(cases, "discriminator", discriminator=seeded(FlatOnly)) if not o.passed]
     assert [o.test for o in failed] == ["image input"] and "flatten the input first" in failed[0].message
 
 
+def one_element_ls_generator_loss(f):
+    return 0.5 * ((f - 1) ** 2).mean().reshape(1)
+
+
 def test_losses_must_be_0_dim(cases):
-    impl = lambda f: 0.5 * ((f - 1) ** 2).mean().reshape(1)  # noqa: E731
+    impl = one_element_ls_generator_loss
     assert_fails(cases, "ls_generator_loss", "0-dim", ls_generator_loss=impl)
     assert [o.test for o in outcomes(cases, "ls_generator_loss", ls_generator_loss=impl) if not o.passed] == ["value"]
 
@@ -584,12 +582,23 @@ def test_forged_self_reports_earn_at_most_five_points(cases):
 # ---- every mistake above either fails a check or trains in the notebook's own loop ---------------------------
 
 
+# mistakes that their own tests above check in more detail (the summed bce_loss is in LOSS_MISTAKES)
+OTHER_MISTAKES = [
+    ("discriminator", {"discriminator": seeded(FlatOnly)}),
+    ("interpolate_latent", {"interpolate_latent": no_end_point}),
+    ("ls_generator_loss", {"ls_generator_loss": one_element_ls_generator_loss}),
+    ("bce_loss", {"bce_loss": broken_bce}),
+]
+
+
 def all_mistakes():
+    """Every wrong implementation defined in this file (the lists above, and OTHER_MISTAKES)."""
     yield from (("sample_noise", {"sample_noise": impl}) for impl, _ in NOISE_MISTAKES.values())
     yield from ((part, {part: impl}) for part, impl, _ in ARCHITECTURE_MISTAKES)
     yield from ((part, {part: impl}) for part, impl, _ in LOSS_MISTAKES)
     yield from (("get_optimizer", {"get_optimizer": impl}) for impl, _, _ in OPTIMIZER_MISTAKES)
     yield from (("train_step", {"GANTrainer": make}) for make, _ in TRAIN_STEP_MISTAKES)
+    yield from OTHER_MISTAKES
 
 
 @pytest.mark.parametrize("part,overrides", list(all_mistakes()))

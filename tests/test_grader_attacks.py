@@ -6,6 +6,7 @@ only; module and notebook) keep this fast; small unit tests cover the readers on
 """
 
 import csv
+import inspect
 import json
 import os
 import shutil
@@ -20,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from gan_utils.parts import PART
-from instructor import cli, fixtures, grade, notebook_grading, sandbox
+from instructor import cli, fixtures, grade, notebook_grading, reports, sandbox
 from instructor.safe_io import UnsafeFile, clean_text, read_regular
+from instructor.submissions import Submission
 
 LIMITS = sandbox.Limits(wall_s=20, part_timeout_s=4, memory_mb=4500, nproc=100, cgroup_memory_mb=1500)
 HONEST = ("solution", "honest_b", "honest_b-2", "zoe", "sleepy")  # sleepy: 6 s of sleep in a 4 s CPU-time part
@@ -99,14 +101,17 @@ def test_honest_submissions_are_unchanged(module_run):
         assert r.score == 100 and not r.crashes and not r.grader_error, (student, _reasons(r))
 
 
-def test_a_fifo_instead_of_the_stage_file_is_not_waited_on(module_run):
-    r = module_run[0]["fifo_stage"]
-    assert r.score == 0 and "exited with code 0" in r.notes[0]
+@pytest.mark.parametrize("student", ["fifo_stage", "symlink_stage"])
+def test_a_fifo_or_symlink_instead_of_the_stage_file_is_not_read(module_run, student):
+    r = module_run[0][student]  # the symlink's decoy names bce_loss: followed, it would cost only that part
+    assert r.score == 0 and "could not be imported" in r.notes[0] and "exited with code 0" in r.notes[0], r.notes
 
 
-def test_a_fifo_instead_of_the_import_report_is_refused(module_run):
-    r = module_run[0]["import_fifo"]
-    assert r.score == 0 and "FIFO" in r.notes[0] and "cannot be imported" in r.notes[0]
+@pytest.mark.parametrize("student,kind", [("import_fifo", "FIFO"), ("import_symlink", "symlink")])
+def test_a_fifo_or_symlink_instead_of_the_import_report_is_refused(module_run, student, kind):
+    r = module_run[0][student]
+    assert r.score == 0 and kind in r.notes[0] and "cannot be imported" in r.notes[0], r.notes
+    assert "FORGED" not in r.notes[0]
 
 
 def test_outputs_replaced_by_a_symlink_or_fifo_cost_only_those_parts(module_run):
@@ -175,6 +180,16 @@ def test_a_stub_forging_every_probe_earns_only_the_analysed_noise_points(module_
                and t.test in ("layers", "parameter count", "seed"))
 
 
+def test_the_readme_states_how_many_points_are_self_reported():
+    from gan_utils.parts import PARTS
+
+    reported = sum(len(p.reported) * p.subtest_points for p in PARTS)
+    text = (fixtures.ROOT / "instructor" / "README-grading.md").read_text()
+    assert f"**{reported:.2f} points** in all" in text
+    assert f"so {reported + PART['sample_noise'].subtest_points:.2f} with `uniform`" in text
+    assert all("seed" not in p.subtests for p in PARTS if p.name.startswith("build_dc"))  # "the DC ... take no seed"
+
+
 def test_a_fork_bomb_is_contained_and_killed(module_run):
     results = module_run[0]
     r = results["fork_bomb"]
@@ -220,9 +235,28 @@ def test_submission_cgroup_has_its_limits():
     assert not any(d.exists() for d in groups.dirs.values())
 
 
+def test_borrowing_every_shipped_name_earns_nothing(module_run):
+    """Issue 11 item 4: a module that answers each part with whatever public function or class of the shipped
+    gan_utils takes the part's call (and returns the right kind of object) gets no point: nothing that ships
+    computes a task."""
+    r = module_run[0]["borrower"]
+    assert not r.notes and not r.grader_error, r.notes  # it imported, and every part was probed
+    assert r.score == 0, [(t.name, t.message) for t in r.tests if t.score]
+    assert not any("not implemented yet" in t.message for t in r.tests), _reasons(r)
+    judged = {t.part for t in r.tests if "BORROWED nothing" not in t.message}
+    assert judged, _reasons(r)[:2000]  # some parts were answered by shipped objects (a classifier, ...), and lost
+
+
+def test_a_part_that_runs_out_of_cpu_time_costs_only_that_part(module_run):
+    r = module_run[0]["part_cpu"]
+    assert r.score == 100 - PART["interpolate_latent"].points, _reasons(r)
+    assert all("took more than" in t.message for t in r.tests if t.part == "interpolate_latent"), _reasons(r)
+
+
 def test_problems_column_names_what_is_broken(module_run):
     rows = _rows(module_run[1])
     assert "bce_loss: raised ValueError" in rows["surrogate"]["problems"]
+    assert "interpolate_latent: ran out of time: took more than" in rows["part_cpu"]["problems"]
     assert "exited with code 0" in rows["fifo_stage"]["problems"]
     assert "cannot be imported" in rows["surrogate_import"]["problems"]
     assert rows["solution"]["problems"] == ""
@@ -292,6 +326,7 @@ def test_the_notebook_obeys_the_timeout(notebook_attack_run):
     assert r.score == 100 and "time limit" in r.notebook_error
     assert all("time limit" in row["message"] for row in _auto(r))
     assert r.seconds < limits.wall_s + 40, r.seconds
+    assert "notebook: notebook autograding stopped after the" in _rows(notebook_attack_run[1])["hang"]["problems"]
 
 
 def test_nbgraders_own_reason_is_passed_on(notebook_attack_run):
@@ -365,6 +400,56 @@ def test_read_regular_refuses_links_fifos_and_large_files(tmp_path):
     assert done.wait(5), "reading a FIFO blocked"
 
 
+def _within(seconds: float, fn):
+    """``fn()``'s value, failing the test if it blocks (a plain open of a FIFO never returns)."""
+    box: list = []
+    thread = threading.Thread(target=lambda: box.append(fn()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert box, f"{fn} blocked"
+    return box[0]
+
+
+def test_log_tails_never_follow_links_or_block_on_fifos(tmp_path):
+    """Issue 12 item 1: a run's logs are read like any file a sandbox could have replaced (at the 'rlimits' level
+    it runs as the grader's uid)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "module.stdout").write_bytes(b"x" * 10_000 + b"the end \x1b[31m\xff")
+    tail = sandbox._tail(logs / "module.stdout", 12)
+    assert tail.startswith("e end") and "\x1b" not in tail and len(tail) <= 12
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET")
+    (logs / "module.stderr").symlink_to(secret)
+    os.mkfifo(logs / "kernel.log")
+    for name in ("module.stderr", "kernel.log", "missing.log"):
+        assert _within(5, lambda name=name: sandbox._tail(logs / name)) == "", name
+    (logs / "sub").mkdir()
+    (logs / "via").symlink_to(logs / "sub")
+    (logs / "sub" / "x.log").write_text("behind a link")
+    assert _within(5, lambda: sandbox._tail(logs / "via" / "x.log")) == ""
+
+
+def test_a_damaged_or_deeply_nested_results_file_costs_only_its_student(tmp_path):
+    """Issue 12 item 1: a results file (the cache) or nbgrader's result.json nested deeply enough to exhaust the
+    parser's recursion is read as missing: that student is graded again, the others are not affected."""
+    out = tmp_path / "out"
+    (out / "results").mkdir(parents=True)
+    student = type("Sub", (), {"student": "alice"})()
+    for text in ("[" * 100_000 + "]" * 100_000, '{"tests": ' + "[" * 100_000, "[]", '{"tests": 3}', "\udc80"):
+        (out / "results" / "alice.json").write_text(text, errors="surrogateescape")
+        assert grade._cached(student, out, "key") is None
+    with pytest.raises(ValueError, match="nested"):
+        reports.StudentResult.from_json("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "driver").mkdir()
+    for data in (b"[" * 100_000, b'{"exit": ' + b"[" * 100_000, b"[1]", b"\xff"):
+        (tmp_path / "driver" / "result.json").write_bytes(data)
+        assert grade.read_driver_result(tmp_path, None) == {}
+    (tmp_path / "driver" / "result.json").write_text('{"exit": 0, "log": []}')
+    assert grade.read_driver_result(tmp_path, None) == {"exit": 0, "log": []}
+    assert grade.read_driver_result(tmp_path, os.getuid() + 1) == {}  # not the driver's file
+
+
 def test_clean_text_escapes_surrogates_and_controls():
     text = clean_text("a\udc80b\x1b[2Jc\nd\te")
     assert text.encode("utf-8") and "\x1b" not in text and "\\udc80" in text and "\n" in text and "\t" in text
@@ -398,6 +483,69 @@ def test_timeout_help_says_it_bounds_the_notebook_too():
     [timeout] = [a for a in grade_parser._actions if "--timeout" in a.option_strings]
     assert "notebook" in timeout.help and "CPU time" in timeout.help
 
+
+
+def test_the_timeout_option_reaches_the_notebook_sandbox(tmp_path, monkeypatch):
+    """Issue 12 item 7: ``grade --timeout S`` becomes the limits of the run, and the notebook's sandboxed run gets
+    S as its wall-clock limit (the keeper kills it then) and min(30, S/2) s per cell (nbgrader's timeout)."""
+    nb = fixtures.fixture_notebook(tmp_path / "src" / "GAN.ipynb")
+    seen: dict = {}
+    monkeypatch.setattr(grade, "grade_all", lambda *a, **k: seen.update(k) or [])
+    assert cli.main(["grade", str(tmp_path / "subs"), str(tmp_path / "out"), "--timeout", "12", "--notebook",
+                     str(nb)]) == 0
+    limits = seen["limits"]
+    assert (limits.wall_s, limits.part_timeout_s, limits.cell_timeout_s) == (12, 4, 6) and seen["notebook"] == nb
+
+    runs: list[tuple[str, dict]] = []
+
+    class Template:  # what Sandboxes.run hands to the warm template (whose keeper waits cfg["wall_s"] s)
+        def start_run(self, cfg, logs):
+            runs.append(("cfg", cfg))
+            raise sandbox.TemplateError("not started in this test")
+
+    boxes = type("Boxes", (), {"level": "rlimits", "limits": limits, "base_env": {}, "template": Template()})()
+    for mode in ("notebook", "module"):
+        with pytest.raises(sandbox.TemplateError):
+            sandbox.Sandboxes.run(boxes, mode, tmp_path, tmp_path, 0, {})
+    assert [cfg["wall_s"] for _, cfg in runs] == [12, 12] and runs[0][1]["mode"] == "notebook"
+
+    laid_out: dict = {}
+    signature = inspect.signature(notebook_grading.layout_course)
+    monkeypatch.setattr(notebook_grading, "layout_course",
+                        lambda *a, **k: laid_out.update(signature.bind(*a, **k).arguments))
+    fake_run = sandbox.RunResult(None, True, 12.0, "", "", "rlimits", limits.wall_s)
+    ctx_boxes = type("Boxes", (), {"level": "rlimits", "data_dir": "",
+                                   "run": lambda self, mode, *a, **k: runs.append((mode, {})) or fake_run})()
+    ctx = grade.Context(tmp_path, tmp_path, {}, b"", limits, ctx_boxes, "", notebook_grading.SourceCourse(nb, tmp_path))
+    folder = tmp_path / "student"
+    folder.mkdir()
+    (folder / "GAN.ipynb").write_bytes(nb.read_bytes())
+    (tmp_path / "scratch").mkdir()
+    rows, problem, _ = grade.grade_notebook(Submission("alice", folder, ""), ctx, tmp_path / "scratch", tmp_path, 0)
+    assert laid_out["cell_timeout"] == 6 and runs[-1][0] == "notebook"
+    assert "stopped after the 12 s time limit" in problem and all("12 s" in r["message"] for r in rows if r["auto"])
+
+
+def test_the_first_line_says_when_cgroups_are_unavailable(tmp_path, monkeypatch):
+    """Issue 12 item 7: without cgroups, the run's first line says so and that limits are then per process."""
+    class Template:  # no warm process: the only submission has no gan_pytorch.py, so nothing runs
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def wait_ready(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(sandbox, "Template", Template)
+    monkeypatch.setattr(sandbox.Cgroups, "setup", classmethod(lambda cls, tag=None: (None, "unavailable (test)")))
+    (tmp_path / "subs" / "alice").mkdir(parents=True)
+    logs: list[str] = []
+    [r] = grade.grade_all(tmp_path / "subs", tmp_path / "out", limits=LIMITS, log=logs.append)
+    assert "cgroups: unavailable (test) (limits are per process only: a submission's processes together are not " \
+           "capped)" in logs[0], logs[0]
+    assert r.score == 0 and "gan_pytorch.py is missing" in r.notes[0]
 
 
 def test_ctrl_c_stops_the_run_at_once_and_cleans_up(tmp_path):

@@ -45,6 +45,7 @@ def attack_run(tmp_path_factory):
     (out / "results").mkdir(parents=True)
     (out / "results" / "victim.json").write_text("untouched")
     results = grade.grade_all(subs, out, jobs=2, limits=LIMITS)
+    shutil.copy(out / "gradebook.csv", tmp / "first-gradebook.csv")  # a later test regrades into out/
     return {r.student: r for r in results}, out, subs
 
 
@@ -113,6 +114,16 @@ def test_feedback_gradescope_and_gradebook(notebook_run):
         assert float(row[header.index("total")]) == pytest.approx(results[student].score, abs=1e-3)
         assert float(row[header.index("total")]) == pytest.approx(sum(map(float, row[1:header.index("total")])),
                                                                   abs=0.01)
+
+
+def test_gradebook_problems_name_missing_modules_and_timeouts(attack_run):
+    """Issue 11 item 6: the ``problems`` column says what is missing or was stopped at a limit."""
+    with open(attack_run[1].parent / "first-gradebook.csv", newline="", encoding="utf-8") as f:
+        rows = {row["student"]: row["problems"] for row in csv.DictReader(f)}
+    assert "gan_pytorch.py is missing from the submission" in rows["missing"]
+    assert "importing gan_pytorch.py took more than" in rows["import_loop"]  # the import's CPU-time timer
+    assert f"interpolate_latent: stopped after the {LIMITS.wall_s:g} s time limit" in rows["part_loop"]  # wall clock
+    assert rows["zoe"] == ""
 
 
 @pytest.mark.parametrize("kind,reason", [

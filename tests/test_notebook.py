@@ -10,15 +10,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from gan_utils.checks import PARTS
+from gan_utils.parts import NOTEBOOK_CELL_POINTS, PARTS
+from instructor.notebook_grading import SKIP_TAG
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "GAN.ipynb"
 #: every figure and grid the notebook writes, in images/
 EXPECTED_IMAGES = (
-    "toy_saturating.png", "toy_nonsaturating.png", "toy_losses.png", "toy_remedy.png", "toy_comparison.png",
-    "vanilla_final.png", "vanilla_history.png", "lsgan_final.png", "lsgan_history.png",
-    "dcgan_final.png", "dcgan_history.png", "interpolation.png",
+    "toy_baseline.png", "toy_baseline_seeds.png", "toy_losses.png", "toy_saturating.png", "toy_remedy.png",
+    "toy_remedy_seeds.png", "toy_comparison.png", "vanilla_final.png", "vanilla_history.png", "lsgan_final.png",
+    "lsgan_history.png", "dcgan_final.png", "dcgan_history.png", "interpolation.png",
 )
 
 
@@ -37,13 +38,26 @@ def test_committed_without_outputs(notebook):
     assert code and all(not c.outputs and c.execution_count is None for c in code)
 
 
-def test_every_part_has_an_autograded_check_cell(notebook):
-    graded = {nbgrader(c)["grade_id"]: c for c in notebook.cells if nbgrader(c).get("grade")}
-    for part in PARTS:
-        cell = graded[f"check_{part}"]
-        assert f'check("{part}")' in cell.source
-        assert "### BEGIN HIDDEN TESTS" in cell.source and nbgrader(cell)["locked"]
-        assert nbgrader(cell)["points"] > 0
+def test_the_check_cells_are_the_table_of_parts(notebook):
+    """One check cell per part, in the table's order, feedback only (the module grader gives the points)."""
+    checks = [c for c in notebook.cells if nbgrader(c)["grade_id"].startswith("check_")]
+    assert [nbgrader(c)["grade_id"] for c in checks] == [part.cell for part in PARTS]
+    for part, cell in zip(PARTS, checks):
+        assert cell.source.startswith(f'check("{part.name}")')
+        assert "### BEGIN HIDDEN TESTS" in cell.source and nbgrader(cell)["locked"] and nbgrader(cell)["grade"]
+        assert nbgrader(cell)["points"] == NOTEBOOK_CELL_POINTS
+
+
+def test_one_autograding_guard(notebook):
+    """Only the setup, the checks and the student's cell run under the grader: every other code cell carries the
+    tag that the grader's source course empties, and no cell tests for autograding itself."""
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        meta = nbgrader(cell)
+        runs_when_grading = meta["grade_id"] == "setup" or meta.get("grade") or meta.get("solution")
+        assert (SKIP_TAG in cell.metadata.get("tags", [])) != bool(runs_when_grading), meta["grade_id"]
+        assert "NBGRADER_EXECUTION" not in cell.source and "autograding" not in cell.source
 
 
 def test_nbgrader_metadata_is_consistent(notebook):
@@ -144,5 +158,5 @@ def test_grader_gives_the_solution_full_marks_with_the_real_notebook(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     notebook_part = result.stdout.split("## Notebook")[1]
     for part in PARTS:
-        assert f"[x] check_{part}" in notebook_part
+        assert f"[x] {part.cell}" in notebook_part
     assert "[ ]" not in notebook_part

@@ -31,6 +31,16 @@ def test_release_has_what_students_need(release):
     assert sorted(p.name for p in (out / "tests").iterdir()) == ["conftest.py", "test_gan_pytorch.py"]
 
 
+def test_student_readme_and_requirements_say_what_a_student_needs(release):
+    out, _ = release
+    readme = (out / "README.md").read_text()
+    assert "GAN_SMOKE=1" in readme and "one code cell of your own" in readme and "\n    pytest\n" in readme
+    requirements = [line.split()[0] for line in (out / "requirements.txt").read_text().splitlines()
+                    if line.strip() and not line.startswith("#")]
+    for package in ("torch", "torchvision", "ipywidgets", "jupyterlab", "pytest"):
+        assert any(r.startswith(package + ">=") for r in requirements), package
+
+
 def test_released_code_imports_only_released_code(release):
     """The shipping boundary: every import in a released module is a released module or a third-party package."""
     import ast

@@ -2,12 +2,14 @@
 
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
 import gan_pytorch as gp
-from gan_utils import toy
+from gan_utils import env, toy
+from gan_utils.toy import metrics, networks, training
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +75,12 @@ def test_metrics_reject_bad_samples(dataset, bad):
 
 def test_packing_shapes():
     x = torch.arange(24.0).reshape(12, 2)
-    packed = toy.Pack(4)(x)
+    packed = networks.Pack(4)(x)
     assert packed.shape == (3, 8)
     assert torch.equal(packed[1], x[4:8].flatten())  # consecutive samples go into one pack
-    D = toy.toy_discriminator(hidden=16, layers=2, pack=4)
-    assert toy.pack_size(D) == 4 and D(x).shape == (3, 1)
-    assert toy.pack_size(toy.toy_discriminator(hidden=16)) == 1
+    D = networks.toy_discriminator(hidden=16, layers=2, pack=4)
+    assert networks.pack_size(D) == 4 and D(x).shape == (3, 1)
+    assert networks.pack_size(networks.toy_discriminator(hidden=16)) == 1
     with pytest.raises(ValueError, match="divisible by 4"):
         D(x[:10])
     with pytest.raises(ValueError, match="divisible"):
@@ -86,12 +88,12 @@ def test_packing_shapes():
 
 
 def test_networks_shapes():
-    G = toy.toy_generator(noise_dim=5, hidden=8, layers=2)
+    G = networks.toy_generator(noise_dim=5, hidden=8, layers=2)
     assert G(torch.zeros(7, 5)).shape == (7, 2)
-    D = toy.toy_discriminator(hidden=8, layers=2, maxout=3)
+    D = networks.toy_discriminator(hidden=8, layers=2, maxout=3)
     assert D(torch.zeros(7, 2)).shape == (7, 1)
-    assert toy.Maxout(2, 4, 3)(torch.randn(5, 2)).shape == (5, 4)
-    assert toy.decision_surface(toy.toy_discriminator(hidden=8, pack=2), n=11).shape == (11, 11)
+    assert networks.Maxout(2, 4, 3)(torch.randn(5, 2)).shape == (5, 4)
+    assert networks.decision_surface(networks.toy_discriminator(hidden=8, pack=2), n=11).shape == (11, 11)
 
 
 def test_config_rejects_bad_values():
@@ -99,12 +101,58 @@ def test_config_rejects_bad_values():
         toy.ToyConfig(loss="wasserstein")
     with pytest.raises(ValueError, match="iters"):
         toy.ToyConfig(iters=0)
+    with pytest.raises(ValueError, match="optimizer"):
+        toy.ToyConfig(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="lr_decay"):
+        toy.ToyConfig(lr_decay=1.5)
+    with pytest.raises(ValueError, match="norm"):
+        networks.toy_generator(norm="group")
 
 
-def test_tiny_config_keeps_snapshots_inside_the_run():
-    tiny = toy.ToyConfig(iters=3000, snapshots=(100, 500, 1500)).tiny()
-    assert tiny.iters == toy.SMOKE_ITERS
+def test_smoke_config_keeps_snapshots_and_head_start_inside_the_run(monkeypatch):
+    monkeypatch.setenv("GAN_SMOKE", "1")
+    tiny = toy.ToyConfig(iters=3000, snapshots=(100, 500, 1500), d_head_start=600).for_this_run()
+    assert tiny.iters == env.SMOKE_ITERATIONS and tiny.d_head_start == 600 * env.SMOKE_ITERATIONS // 3000
     assert all(0 < s < tiny.iters for s in tiny.snapshots) and len(tiny.snapshots) >= 2
+    monkeypatch.setenv("GAN_SMOKE", "0")
+    config = toy.ToyConfig(iters=3000)
+    assert config.for_this_run() is config
+
+
+def test_optimizers_head_start_and_decay(dataset, monkeypatch):
+    """G's learning rate is 0 during D's head start; both decay linearly to 0 over the last share of the run."""
+    monkeypatch.delenv("GAN_SMOKE", raising=False)
+    calls = []
+    real = gp.get_optimizer
+    monkeypatch.setattr(gp, "get_optimizer", lambda m: calls.append(m) or real(m))
+    config = toy.ToyConfig(iters=10, d_head_start=4, lr_decay=0.5, g_hidden=8, d_hidden=8, log_every=1)
+    run = toy.train_toy_gan(config, dataset=dataset)
+    assert len(calls) == 2  # your get_optimizer, once per network
+    G_before = training.build_trainer(config).G
+    moved = [not torch.equal(a, b) for a, b in zip(G_before.parameters(), run.trainer.G.parameters())]
+    assert any(moved)
+    assert [training._lr_factor(config, k) for k in (1, 5, 6, 8, 10)] == [1.0, 1.0, 1.0, 0.6, 0.2]
+    sgd = training.build_trainer(toy.ToyConfig(optimizer="sgd", lr=0.01, d_lr=0.002))
+    assert isinstance(sgd.G_solver, torch.optim.SGD) and isinstance(sgd.D_solver, torch.optim.Adam)
+    assert sgd.D_solver.param_groups[0]["lr"] == 0.002
+
+
+def test_generator_can_start_off_the_data():
+    trainer = training.build_trainer(toy.ToyConfig(g_start=6.0))
+    with torch.no_grad():
+        assert (trainer.G.eval()(gp.sample_noise(100, 2)).mean(0) - 6.0).abs().max() < 1.0
+
+
+def test_r1_penalty_adds_the_gradient_norm_on_real_data(monkeypatch):
+    D = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        D.weight.copy_(torch.tensor([[3.0, 4.0]]))
+    penalty = training.R1Penalty(D, gp.discriminator_loss, gamma=0.5)
+    real, fake = torch.randn(8, 2), torch.randn(8, 2)
+    out_real, out_fake = penalty.D(real), penalty.D(fake)
+    # ||grad_x D(x)||^2 = 3^2 + 4^2 = 25 for every x; the penalty is gamma / 2 * 25
+    expected = gp.discriminator_loss(out_real, out_fake) + 0.25 * 25
+    torch.testing.assert_close(penalty.loss(out_real, out_fake), expected)
 
 
 def test_tiny_training_run_structure(dataset, monkeypatch):
@@ -115,12 +163,12 @@ def test_tiny_training_run_structure(dataset, monkeypatch):
     assert torch.get_num_threads() == threads
     assert [s.iteration for s in run.snapshots] == [4, 8, 12]
     for snap in run.snapshots:
-        assert snap.samples.shape == (toy.N_EVAL, 2) and np.isfinite(snap.samples).all()
+        assert snap.samples.shape == (metrics.N_EVAL, 2) and np.isfinite(snap.samples).all()
         assert snap.surface.ndim == 2 and ((snap.surface >= 0) & (snap.surface <= 1)).all()
     assert run.history["iteration"] == [5, 10, 12]
     assert set(run.history) == {"iteration", "d_loss", "g_loss", "d_real", "d_fake", "g_grad"}
     assert all(len(v) == 3 for v in run.history.values())
-    assert set(run.metrics) == set(toy.METRICS) and run.seconds > 0
+    assert set(run.metrics) == set(metrics.METRICS) and run.seconds > 0
     assert isinstance(run.trainer, gp.GANTrainer)
     # the same seed reproduces the run exactly
     again = toy.train_toy_gan(config, seed=3, dataset=dataset)
@@ -138,7 +186,7 @@ def test_smoke_mode_caps_iterations(dataset, monkeypatch):
     monkeypatch.setenv("GAN_SMOKE", "1")
     run = toy.train_toy_gan(toy.ToyConfig(iters=5000, snapshots=(1000, 2500), g_hidden=8, d_hidden=8),
                             dataset=dataset)
-    assert run.snapshots[-1].iteration == toy.SMOKE_ITERS and len(run.snapshots) == 3
+    assert run.snapshots[-1].iteration == env.SMOKE_ITERATIONS and len(run.snapshots) == 3
 
 
 def test_table_and_plots(dataset, tmp_path, monkeypatch):
@@ -148,12 +196,15 @@ def test_table_and_plots(dataset, tmp_path, monkeypatch):
     results = toy.compare({"a": toy.ToyConfig(**small), "b": toy.ToyConfig(d_maxout=2, **small)}, seeds=[0, 1],
                           dataset=dataset, verbose=False)
     table = toy.format_table(results)
-    assert table.count("\n") == 4 and "| a | 2 |" in table and "PacGAN4" in table
+    assert table.count("\n") == 4 and "| a | 2 |" in table and "PacGAN4" in table and " ± " in table
+    assert "gradient norm" in toy.format_table(results, reference=False, gradient=True)
     summary = toy.summarize(results["a"])
     assert summary["modes"][0] == np.mean([r.metrics["modes"] for r in results["a"]])
+    assert "standard deviations" in toy.gain_text(results["a"], results["b"])
     for name, fig in [("snap.png", toy.plot_toy_snapshots(sat, tmp_path / "snap.png", dataset=dataset)),
+                      ("seeds.png", toy.plot_final_samples(results["a"], tmp_path / "seeds.png", "a", dataset)),
                       ("loss.png", toy.plot_loss_comparison(sat, results["a"][0], tmp_path / "loss.png")),
                       ("cmp.png", toy.plot_comparison(results, tmp_path / "cmp.png"))]:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        toy.plt.close(fig)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp.png", "loss.png", "snap.png"]  # no temp files left
+        plt.close(fig)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp.png", "loss.png", "seeds.png", "snap.png"]

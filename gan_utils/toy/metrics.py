@@ -51,27 +51,47 @@ def mode_metrics(samples: np.ndarray | torch.Tensor, dataset: gp.Toy2dGridGaussi
 
 
 def summarize(runs: Sequence[ToyRun]) -> dict[str, tuple[float, float]]:
-    """Mean and standard deviation (over runs, ddof=0) of each metric, of "seconds" and of "cpu_seconds"."""
+    """Mean and standard deviation (over runs, ddof=0) of each metric, of G's gradient norm ("g_grad", averaged
+    over each run after D's head start), and of "seconds" and "cpu_seconds". A reverse KL that is undefined (no
+    high-quality sample) is left out of its mean."""
     if not runs:
         raise ValueError("no runs to summarize")
     out = {}
-    for key in (*METRICS, "seconds", "cpu_seconds"):
-        values = np.array([r.metrics[key] if key in METRICS else getattr(r, key) for r in runs], dtype=float)
-        out[key] = (float(values.mean()), float(values.std()))
+    for key in (*METRICS, "g_grad", "seconds", "cpu_seconds"):
+        values = np.array([r.metrics[key] if key in METRICS else r.mean_g_grad if key == "g_grad" else
+                           getattr(r, key) for r in runs], dtype=float)
+        finite = values[np.isfinite(values)]
+        out[key] = (float(finite.mean()), float(finite.std())) if len(finite) else (math.nan, math.nan)
     return out
 
 
-def format_table(results: Mapping[str, Sequence[ToyRun]], reference: bool = True) -> str:
-    """A markdown table with one row per method: mean ± std of each metric over its runs; PacGAN4's row last."""
-    lines = ["| method | runs | modes (of 25) | high quality (%) | reverse KL | s / run (wall, CPU) |",
-             "|---|---|---|---|---|---|"]
+def format_table(results: Mapping[str, Sequence[ToyRun]], reference: bool = True, gradient: bool = False) -> str:
+    """A markdown table with one row per method: mean ± std of each metric over its runs (and of G's gradient norm
+    with ``gradient``); PacGAN4's published row last with ``reference``."""
+    head = "| method | runs | modes (of 25) | high quality (%) | reverse KL |" + (" G's gradient norm |" if gradient
+                                                                                   else "") + " s / run |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, runs in results.items():
         s = summarize(runs)
+        grad = f" {s['g_grad'][0]:.2g} ± {s['g_grad'][1]:.1g} |" if gradient else ""
         lines.append(f"| {name} | {len(runs)} | {s['modes'][0]:.1f} ± {s['modes'][1]:.1f} "
                      f"| {100 * s['high_quality'][0]:.1f} ± {100 * s['high_quality'][1]:.1f} "
-                     f"| {s['reverse_kl'][0]:.3f} ± {s['reverse_kl'][1]:.3f} "
-                     f"| {s['seconds'][0]:.1f}, {s['cpu_seconds'][0]:.1f} |")
+                     f"| {s['reverse_kl'][0]:.3f} ± {s['reverse_kl'][1]:.3f} |{grad} {s['seconds'][0]:.1f} |")
     if reference:
-        lines.append(f"| PacGAN4 (paper; 400 epochs, GPU) | 10 | {PACGAN4['modes']} "
-                     f"| {100 * PACGAN4['high_quality']:.1f} | {PACGAN4['reverse_kl']:.2f} | - |")
+        lines.append(f"| PacGAN4 (paper; 400 epochs on a GPU) | 10 | {PACGAN4['modes']} "
+                     f"| {100 * PACGAN4['high_quality']:.1f} | {PACGAN4['reverse_kl']:.2f} |"
+                     + (" - |" if gradient else "") + " - |")
     return "\n".join(lines)
+
+
+def gain_text(baseline: Sequence[ToyRun], remedy: Sequence[ToyRun]) -> str:
+    """The remedy's gain on each metric, in its own units and in standard deviations across seeds (the larger of the
+    two methods' standard deviations, so that a gain of k is at least k spreads of either)."""
+    b, r = summarize(baseline), summarize(remedy)
+    parts = []
+    for key, scale, unit in (("modes", 1, " modes"), ("high_quality", 100, " points"), ("reverse_kl", 1, "")):
+        diff = (r[key][0] - b[key][0]) * scale
+        spread = max(b[key][1], r[key][1]) * scale
+        sds = f"{abs(diff) / spread:.1f}" if spread > 0 else "inf"
+        parts.append(f"{key.replace('_', ' ')} {diff:+.2f}{unit} ({sds} standard deviations)")
+    return "gain of the remedy over the baseline: " + "; ".join(parts)

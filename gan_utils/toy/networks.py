@@ -6,18 +6,23 @@ import numpy as np
 import torch
 from torch import nn
 
-LIMIT = 6.0  # the plane shown and scored: [-LIMIT, LIMIT]^2
+LIMIT = 6.0  # the plane shown by default: [-LIMIT, LIMIT]^2
 
 
-def toy_generator(noise_dim: int = 2, hidden: int = 64, layers: int = 3, batch_norm: bool = True) -> nn.Module:
-    """An MLP from noise (N, noise_dim) to points (N, 2): ``layers`` hidden Linear-[BatchNorm]-ReLU blocks and a
-    linear output (no tanh: the modes sit at +-4)."""
-    if min(noise_dim, hidden, layers) <= 0:
-        raise ValueError(f"noise_dim, hidden and layers must be positive, got {noise_dim}, {hidden}, {layers}")
+NORMS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm, "none": None}
+
+
+def toy_generator(noise_dim: int = 2, hidden: int = 64, layers: int = 3, norm: str = "batch") -> nn.Module:
+    """An MLP from noise (N, noise_dim) to points (N, 2): ``layers`` hidden Linear-[norm]-ReLU blocks and a linear
+    output (no tanh: the modes sit at +-4). ``norm``: "batch" (BatchNorm, which couples the samples of a batch),
+    "layer" (LayerNorm, per sample) or "none"."""
+    if min(noise_dim, hidden, layers) <= 0 or norm not in NORMS:
+        raise ValueError(f"noise_dim, hidden and layers must be positive and norm one of {list(NORMS)}, got "
+                         f"{noise_dim}, {hidden}, {layers}, {norm!r}")
     blocks: list[nn.Module] = []
     width = noise_dim
     for _ in range(layers):
-        blocks += [nn.Linear(width, hidden), *([nn.BatchNorm1d(hidden)] if batch_norm else []), nn.ReLU()]
+        blocks += [nn.Linear(width, hidden), *([NORMS[norm](hidden)] if NORMS[norm] else []), nn.ReLU()]
         width = hidden
     blocks.append(nn.Linear(width, 2))
     return nn.Sequential(*blocks)
@@ -78,15 +83,15 @@ def pack_size(D: nn.Module) -> int:
     return next((m.m for m in D.modules() if isinstance(m, Pack)), 1)
 
 
-def surface_grid(n: int = 121) -> tuple[np.ndarray, np.ndarray]:
-    """The (n, n) meshgrid X, Y over [-LIMIT, LIMIT]^2 on which decision surfaces are evaluated."""
-    axis = np.linspace(-LIMIT, LIMIT, n, dtype=np.float32)
+def surface_grid(n: int = 121, limit: float = LIMIT) -> tuple[np.ndarray, np.ndarray]:
+    """The (n, n) meshgrid X, Y over [-limit, limit]^2 on which decision surfaces are evaluated."""
+    axis = np.linspace(-limit, limit, n, dtype=np.float32)
     return np.meshgrid(axis, axis)
 
 
 @torch.no_grad()
-def decision_surface(D: nn.Module, n: int = 121) -> np.ndarray:
-    """sigmoid(D(x)) on ``surface_grid(n)``, shape (n, n). A packed D scores a pack of m copies of x."""
-    X, Y = surface_grid(n)
+def decision_surface(D: nn.Module, n: int = 121, limit: float = LIMIT) -> np.ndarray:
+    """sigmoid(D(x)) on ``surface_grid(n, limit)``, shape (n, n). A packed D scores a pack of m copies of x."""
+    X, Y = surface_grid(n, limit)
     points = torch.from_numpy(np.stack([X.ravel(), Y.ravel()], 1)).repeat_interleave(pack_size(D), dim=0)
     return torch.sigmoid(D(points)).reshape(n, n).numpy()

@@ -11,7 +11,7 @@ import numpy as np
 import gan_pytorch as gp
 from gan_utils.plots import save_figure
 from gan_utils.toy.metrics import METRICS, PACGAN4, mode_metrics
-from gan_utils.toy.networks import LIMIT, surface_grid
+from gan_utils.toy.networks import surface_grid
 from gan_utils.toy.training import ToyRun
 
 
@@ -27,20 +27,42 @@ def plot_toy_snapshots(run: ToyRun, path: str | os.PathLike | None = None, title
     surface sigmoid(D(x)) (blue: D says fake, red: D says real). Saved to ``path`` if given."""
     dataset = dataset if dataset is not None else gp.Toy2dGridGaussiansDataset()
     real = dataset.points[:n_real].numpy()
-    X, Y = surface_grid(run.snapshots[0].surface.shape[0])
+    view = run.config.view
+    X, Y = surface_grid(run.snapshots[0].surface.shape[0], view)
     fig, axes = plt.subplots(1, len(run.snapshots), figsize=(3.2 * len(run.snapshots), 3.5), squeeze=False)
     for ax, snap in zip(axes[0], run.snapshots):
         filled = ax.contourf(X, Y, snap.surface, levels=np.linspace(0, 1, 11), cmap="coolwarm", alpha=0.8)
         ax.scatter(real[:, 0], real[:, 1], s=2, c="black", label="real")
         ax.scatter(snap.samples[:, 0], snap.samples[:, 1], s=2, c="orange", alpha=0.5, label="generated")
-        ax.set(xlim=(-LIMIT, LIMIT), ylim=(-LIMIT, LIMIT), aspect="equal", xticks=[-4, 0, 4], yticks=[-4, 0, 4])
+        ax.set(xlim=(-view, view), ylim=(-view, view), aspect="equal", xticks=[-4, 0, 4], yticks=[-4, 0, 4])
         metrics = mode_metrics(snap.samples, dataset)
         ax.set_title(f"iteration {snap.iteration}\n{metrics_text(metrics)}", fontsize=9)
     axes[0][0].legend(loc="lower left", fontsize=7, markerscale=4)
     fig.colorbar(filled, ax=axes[0].tolist(), shrink=0.8, label="D(x)")
     fig.suptitle(title or f"{run.config.loss} loss, seed {run.seed}", y=1.02)
-    if path is not None:
-        save_figure(fig, path)
+    save_figure(fig, path)
+    return fig
+
+
+def plot_final_samples(runs: Sequence[ToyRun], path: str | os.PathLike | None = None, title: str = "",
+                       dataset: gp.Toy2dGridGaussiansDataset | None = None, n_real: int = 1000) -> plt.Figure:
+    """One panel per run (seed): its final samples (orange) over the real points (black) and D's final surface,
+    titled with the run's metrics: a collapse shows as empty modes, seed after seed."""
+    dataset = dataset if dataset is not None else gp.Toy2dGridGaussiansDataset()
+    real = dataset.points[:n_real].numpy()
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.0 * len(runs), 3.3), squeeze=False)
+    for ax, run in zip(axes[0], runs):
+        snap = run.snapshots[-1]
+        view = run.config.view
+        X, Y = surface_grid(snap.surface.shape[0], view)
+        ax.contourf(X, Y, snap.surface, levels=np.linspace(0, 1, 11), cmap="coolwarm", alpha=0.8)
+        ax.scatter(real[:, 0], real[:, 1], s=2, c="black")
+        ax.scatter(snap.samples[:, 0], snap.samples[:, 1], s=2, c="orange", alpha=0.5)
+        ax.set(xlim=(-view, view), ylim=(-view, view), aspect="equal", xticks=[-4, 0, 4], yticks=[-4, 0, 4])
+        ax.set_title(f"seed {run.seed}\n{metrics_text(run.metrics)}", fontsize=9)
+    if title:
+        fig.suptitle(title, y=1.03)
+    save_figure(fig, path)
     return fig
 
 
@@ -51,7 +73,8 @@ def plot_loss_comparison(saturating: ToyRun, nonsaturating: ToyRun,
     1-2. Both generator losses, and the size of their gradient with respect to D's logit, as functions of
          D(G(z)): d/ds log(1 - sigmoid(s)) = -D, which vanishes as D(G(z)) -> 0 (fakes confidently rejected),
          while d/ds [-log sigmoid(s)] = -(1 - D), which is largest there.
-    3-4. Measured in the two runs: mean D(G(z)) and the norm of G's gradient during training.
+    3-4. Measured in the two runs: mean D(G(z)) and the norm of G's gradient during training (the dotted line
+         marks the end of D's head start, if any).
     """
     d = np.linspace(1e-3, 1 - 1e-3, 400)
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
@@ -73,10 +96,11 @@ def plot_loss_comparison(saturating: ToyRun, nonsaturating: ToyRun,
     axes[3].set(xlabel="iteration", ylabel="||grad of L_G w.r.t. G's weights||", yscale="log",
                 title="generator gradient, during training")
     for ax in axes[2:]:
+        if saturating.config.d_head_start:
+            ax.axvline(saturating.config.d_head_start, color="gray", ls=":", lw=1)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
+    save_figure(fig, path)
     return fig
 
 
@@ -97,6 +121,5 @@ def plot_comparison(results: Mapping[str, Sequence[ToyRun]], path: str | os.Path
         ax.set_title(labels[key], fontsize=10)
     axes[0].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
+    save_figure(fig, path)
     return fig

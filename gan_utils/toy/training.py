@@ -15,7 +15,7 @@ import gan_pytorch as gp
 from gan_utils import env
 from gan_utils.models import EMA, sample
 from gan_utils.toy.metrics import N_EVAL, mode_metrics
-from gan_utils.toy.networks import decision_surface, toy_discriminator, toy_generator
+from gan_utils.toy.networks import LIMIT, decision_surface, toy_discriminator, toy_generator
 
 LOSSES = {
     # looked up at call time, so the student's (possibly reloaded) functions are the ones used
@@ -28,10 +28,13 @@ LOSSES = {
 class ToyConfig:
     """One toy GAN run. ``loss``: "nonsaturating" (-log D(G(z))) or "saturating" (log(1 - D(G(z)))).
 
-    Optimizers: "adam" is your ``get_optimizer`` with its learning rate set to ``lr`` (``d_lr`` for D, if given);
-    "sgd" is plain stochastic gradient descent. ``d_head_start``: steps during which only D learns (G's learning
-    rate is 0), so that D pulls ahead. ``lr_decay``: the share of the run, at its end, over which both learning
-    rates fall linearly to 0. ``ema``: decay of the moving average of G's weights that samples are drawn from.
+    D's optimizer is your ``get_optimizer`` with its learning rate set to ``d_lr`` (default ``lr``); G's is the same
+    with ``lr`` (``optimizer="adam"``), or plain stochastic gradient descent (``optimizer="sgd"``), whose steps are
+    proportional to the gradient, so that a vanishing gradient shows. ``d_head_start``: steps during which only D
+    learns (G's learning rate is 0), so that D pulls ahead. ``lr_decay``: the share of the run, at its end, over which
+    both learning rates fall linearly to 0. ``ema``: decay of the moving average of G's weights that samples are
+    drawn from. ``r1``: weight of the R1 penalty on D (``R1Penalty``). ``g_start``: G's samples start around
+    (g_start, g_start) instead of the origin (its output bias is shifted).
     """
 
     loss: str = "nonsaturating"
@@ -43,7 +46,7 @@ class ToyConfig:
     noise_dim: int = 2
     g_hidden: int = 64
     g_layers: int = 3
-    g_batch_norm: bool = True
+    g_norm: str = "batch"
     d_hidden: int = 64
     d_layers: int = 3
     d_maxout: int = 0
@@ -51,6 +54,9 @@ class ToyConfig:
     d_head_start: int = 0
     lr_decay: float = 0.0
     ema: float | None = None
+    r1: float = 0.0
+    g_start: float = 0.0
+    view: float = LIMIT  # the plane [-view, view]^2 on which D's surface is recorded and the plots are drawn
     snapshots: tuple[int, ...] = ()  # iterations, besides the last, at which to keep samples and D's surface
     log_every: int = 10
 
@@ -113,22 +119,69 @@ class ToyRun:
     cpu_seconds: float
     trainer: gp.GANTrainer = field(repr=False)
 
+    @property
+    def mean_g_grad(self) -> float:
+        """The norm of G's gradient, averaged over the logged steps after D's head start."""
+        values = [g for it, g in zip(self.history["iteration"], self.history["g_grad"])
+                  if it > self.config.d_head_start]
+        return float(np.mean(values)) if values else float("nan")
+
+
+class R1Penalty:
+    """Mescheder et al.'s R1 regulariser around your discriminator loss: gamma / 2 * E_x ||grad_x D(x)||^2 on real
+    data, added to L_D. It keeps D flat on the data, which lets the game settle instead of circling.
+
+    ``D`` wraps the discriminator so that its inputs remember which output they made; ``loss`` is your
+    ``discriminator_loss`` plus the penalty on the real batch's outputs. Your train_step is unchanged.
+    """
+
+    def __init__(self, D: nn.Module, loss: gp.LossFn, gamma: float) -> None:
+        self.D, self._loss, self.gamma = _Remembering(D), loss, gamma
+
+    def loss(self, out_real: torch.Tensor, out_fake: torch.Tensor) -> torch.Tensor:
+        x = self.D.inputs.pop(id(out_real), None)
+        self.D.inputs.clear()
+        base = self._loss(out_real, out_fake)
+        if x is None:
+            return base
+        (grad,) = torch.autograd.grad(out_real.sum(), x, create_graph=True)
+        return base + self.gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
+
+
+class _Remembering(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net, self.inputs = net, {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.requires_grad:  # data (or detached fakes): track it, to differentiate D's output with respect to it
+            x = x.detach().requires_grad_(True)
+        out = self.net(x)
+        self.inputs[id(out)] = x
+        return out
+
 
 def build_trainer(config: ToyConfig, seed: int = 0) -> gp.GANTrainer:
     """The networks of ``config`` and their optimizers, in your GANTrainer with your losses."""
     torch.manual_seed(seed)
     D = toy_discriminator(config.d_hidden, config.d_layers, config.d_maxout, config.pack)
-    G = toy_generator(config.noise_dim, config.g_hidden, config.g_layers, config.g_batch_norm)
+    G = toy_generator(config.noise_dim, config.g_hidden, config.g_layers, config.g_norm)
+    with torch.no_grad():
+        G[-1].bias += config.g_start
     solvers = []
-    for net, lr in ((D, config.d_lr or config.lr), (G, config.lr)):
-        if config.optimizer == "sgd":
+    for net, lr, sgd in ((D, config.d_lr or config.lr, False), (G, config.lr, config.optimizer == "sgd")):
+        if sgd:
             solvers.append(torch.optim.SGD(net.parameters(), lr=lr))
         else:
             solver = gp.get_optimizer(net)
             for group in solver.param_groups:
                 group["lr"] = lr
             solvers.append(solver)
-    return gp.GANTrainer(D, G, *solvers, gp.discriminator_loss, LOSSES[config.loss], noise_dim=config.noise_dim)
+    d_loss = gp.discriminator_loss
+    if config.r1:
+        penalty = R1Penalty(D, d_loss, config.r1)
+        D, d_loss = penalty.D, penalty.loss
+    return gp.GANTrainer(D, G, *solvers, d_loss, LOSSES[config.loss], noise_dim=config.noise_dim)
 
 
 def _grad_norm(module: nn.Module) -> float:
@@ -189,7 +242,7 @@ def train_toy_gan(config: ToyConfig, seed: int = 0, dataset: gp.Toy2dGridGaussia
             if it in keep:
                 G = ema.module if ema is not None else trainer.G
                 noise = gp.sample_noise(N_EVAL, config.noise_dim, seed=seed)
-                snapshots.append(Snapshot(it, sample(G, noise).numpy(), decision_surface(trainer.D)))
+                snapshots.append(Snapshot(it, sample(G, noise).numpy(), decision_surface(trainer.D, limit=config.view)))
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     finally:
         torch.set_num_threads(threads)
@@ -223,3 +276,16 @@ def compare(methods: Mapping[str, ToyConfig], seeds: Iterable[int] = range(5),
             print(f"{name}:", flush=True)
         results[name] = run_seeds(config, seeds, dataset, verbose)
     return results
+
+
+# The notebook's configurations (measured by bench/bench_toy.py; the README has the figures).
+SNAPSHOTS = (100, 500, 1500)
+# A plain GAN: the defaults above (batch 100, Adam at 1e-3, LeakyReLU discriminator, 3000 steps).
+BASELINE = ToyConfig(snapshots=SNAPSHOTS)
+# The discriminator ahead: G starts off the grid, D learns alone for 500 steps, then G follows with plain SGD.
+_STALLED = ToyConfig(optimizer="sgd", lr=0.01, d_head_start=500, iters=2500, g_start=7.0, view=8.5,
+                     snapshots=(250, 500, 1000))
+STALL = {"saturating": replace(_STALLED, loss="saturating"), "non-saturating": _STALLED}
+# A maxout discriminator (each hidden unit the max of 4 linear pieces, as in PacGAN's own D) trained twice as long,
+# with both learning rates falling linearly to 0 over the second half: the best of the remedies measured.
+REMEDY = ToyConfig(d_maxout=4, lr_decay=0.5, iters=6000, snapshots=SNAPSHOTS)
