@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(args.out.parent, "--out")
         if args.interpolate:
             check_writable(interp_out.parent, "--interp_out")
-        path = args.checkpoint or Path("runs") / (args.model or "vanilla") / "checkpoints" / "last.pt"
+        path = args.checkpoint or ckpt_io.last_checkpoint(ckpt_io.run_dir(args.model))
         if not path.exists():
             raise ckpt_io.CheckpointError(f"no checkpoint at {path} "
                                           "(train one with train.py, or pass --checkpoint PATH)")

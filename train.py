@@ -45,8 +45,9 @@ SYNC_EVERY = 25  # steps between reading losses back (a device sync) to check th
 IMAGE_SHAPE = (1, 28, 28)  # MNIST: every model makes 28x28 single-channel images
 # Flags that change the trajectory: a resumed run must use the checkpoint's values.
 LOCKED = ("model", "batch_size", "lr", "b1", "b2", "latent_dim", "seed", "subset", "ema", "bf16")
-DEFAULTS = {"model": "vanilla", "n_epochs": 10, "lr": gp.LEARNING_RATE, "b1": gp.BETAS[0], "b2": gp.BETAS[1],
-            "latent_dim": gp.NOISE_DIM, "seed": 0, "subset": None, "sample_interval": 400, "checkpoint_every": 1}
+DEFAULTS = {"model": ckpt_io.DEFAULT_MODEL, "n_epochs": 10, "lr": gp.LEARNING_RATE, "b1": gp.BETAS[0],
+            "b2": gp.BETAS[1], "latent_dim": gp.NOISE_DIM, "seed": 0, "subset": None, "sample_interval": 400,
+            "checkpoint_every": 1}
 
 
 class NonFiniteError(RuntimeError):
@@ -136,19 +137,19 @@ class StopRequest:
 def locate(args: argparse.Namespace) -> tuple[Path, Path | None]:
     """(output folder, checkpoint to resume from or None)."""
     if not args.resume:
-        return args.out_dir or Path("runs") / (args.model or DEFAULTS["model"]), None
+        return args.out_dir or ckpt_io.run_dir(args.model), None
     if args.resume != "last":
         path = Path(args.resume)
         return args.out_dir or path.parent.parent, path
-    out_dir = args.out_dir or Path("runs") / (args.model or DEFAULTS["model"])
-    return out_dir, out_dir / "checkpoints" / "last.pt"
+    out_dir = args.out_dir or ckpt_io.run_dir(args.model)
+    return out_dir, ckpt_io.last_checkpoint(out_dir)
 
 
 def train(args: argparse.Namespace) -> int:
     """Train as ``args`` say; return the exit status."""
     run_device = device(args.device)
     out_dir, resume_from = locate(args)
-    ckpt_path = out_dir / "checkpoints" / "last.pt"
+    ckpt_path = ckpt_io.last_checkpoint(out_dir)
     ckpt = None
     if resume_from is not None:
         try:
@@ -174,7 +175,8 @@ def train(args: argparse.Namespace) -> int:
 
     trainer = make_trainer(config["model"], noise_dim=config["latent_dim"], device=run_device, seed=config["seed"],
                            bf16=config["bf16"])
-    for solver in (trainer.D_solver, trainer.G_solver):  # the flags change get_optimizer's settings, if given
+    # the flags' settings; their defaults are gan_pytorch's LEARNING_RATE and BETAS, as get_optimizer's
+    for solver in (trainer.D_solver, trainer.G_solver):
         for group in solver.param_groups:
             group.update(lr=config["lr"], betas=(config["b1"], config["b2"]))
     ema = EMA(trainer.G, config["ema"]) if config["ema"] else None

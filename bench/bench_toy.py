@@ -26,8 +26,8 @@ from gan_utils import env, toy  # noqa: E402
 
 CANDIDATES = {  # measured, not chosen (see the README)
     "R1 penalty (gamma 1) + lr decay": replace(toy.BASELINE, r1=1.0, lr_decay=0.5),
-    "maxout D + lr decay, 6000 steps": replace(toy.BASELINE, d_maxout=4, lr_decay=0.5, iters=6000),
-    "PacGAN4 packing, batch 400 + lr decay": replace(toy.BASELINE, pack=4, batch_size=400, lr_decay=0.5, iters=4000),
+    "remedy + EMA of G (0.999)": replace(toy.REMEDY, ema=0.999),
+    "remedy at batch 256": replace(toy.REMEDY, batch_size=256),
 }
 
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gan_pytorch as gp  # noqa: E402
 from gan_utils import env  # noqa: E402
 from gan_utils import evaluation as ev  # noqa: E402
-from gan_utils.data import FILES, Batches, load_mnist, resolve_data_dir  # noqa: E402
+from gan_utils.data import FILES, Batches, find_file, load_mnist, resolve_data_dir  # noqa: E402
 from gan_utils.models import MODELS, make_trainer  # noqa: E402
 from gan_utils.training import fit  # noqa: E402
 
@@ -43,14 +43,14 @@ def torchvision_mnist(tmp: Path):
 
     raw = tmp / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    src = resolve_data_dir() / "MNIST" / "raw"
+    root = resolve_data_dir()
     for name in (*FILES[True], *FILES[False]):  # torchvision checks that all four are there
-        gz, plain = src / f"{name}.gz", src / name
-        if plain.is_file():
-            shutil.copy(plain, raw / name)
-        else:
-            with gzip.open(gz, "rb") as f_in, open(raw / name, "wb") as f_out:
-                shutil.copyfileobj(f_in, f_out)
+        src = find_file(root, name)
+        if src is None:
+            raise SystemExit(f"{name} not found in {root}: see the README's data directory")
+        opener = gzip.open if src.suffix == ".gz" else open
+        with opener(src, "rb") as f_in, open(raw / name, "wb") as f_out:
+            shutil.copyfileobj(f_in, f_out)
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
     return datasets.MNIST(str(tmp), train=True, download=False, transform=transform)
 

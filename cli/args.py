@@ -23,37 +23,30 @@ class ConfigError(ValueError):
     """A flag value that cannot work; the message is one line naming the flag."""
 
 
+def _checked(text: str, cast: type, ok, what: str):
+    """``cast(text)`` if ``ok`` of it, else an argparse error saying ``what`` was expected."""
+    try:
+        value = cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+    return _checked(text, int, lambda v: v > 0, "a positive integer")
 
 
 def positive_float(text: str) -> float:
     """argparse type: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+    return _checked(text, float, lambda v: 0 < v < math.inf, "a positive number")
 
 
 def unit_interval(text: str) -> float:
     """argparse type: a float in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+    return _checked(text, float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def device(name: str) -> torch.device:

@@ -21,6 +21,20 @@ FORMAT = "gan-assignment-checkpoint/2"
 REQUIRED = ("model", "config", "step", "G", "D", "G_opt", "D_opt", "G_ema", "batches", "rng", "history")
 
 
+RUNS_DIR = Path("runs")
+DEFAULT_MODEL = "vanilla"
+
+
+def run_dir(model: str | None) -> Path:
+    """Where train.py writes a model's run by default: runs/<model> (the default model if None)."""
+    return RUNS_DIR / (model or DEFAULT_MODEL)
+
+
+def last_checkpoint(out_dir: Path) -> Path:
+    """The checkpoint train.py keeps in a run folder: <out_dir>/checkpoints/last.pt."""
+    return out_dir / "checkpoints" / "last.pt"
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, not ours, or made for another model."""
 

@@ -40,7 +40,8 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return Path(data_dir).expanduser()
 
 
-def _find(root: Path, name: str) -> Path | None:
+def find_file(root: Path, name: str) -> Path | None:
+    """The file ``name`` (or ``name.gz``) in ``root/MNIST/raw``, ``root/raw`` or ``root``; None if absent."""
     for folder in (root / "MNIST" / "raw", root / "raw", root):
         for candidate in (folder / name, folder / f"{name}.gz"):
             if candidate.is_file():
@@ -105,10 +106,10 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
 @lru_cache(maxsize=4)
 def _load(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     names = list(FILES[train])
-    paths = [_find(root, n) for n in names]
+    paths = [find_file(root, n) for n in names]
     if None in paths and download:
         failure = _try_download(root)
-        paths = [_find(root, n) for n in names]
+        paths = [find_file(root, n) for n in names]
         if None in paths:
             raise MNISTDataError(_missing_message(root, names, failure))
     if None in paths:

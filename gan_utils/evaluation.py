@@ -33,7 +33,8 @@ EVAL_SAMPLES = 10_000
 
 
 class MNISTClassifier(nn.Module):
-    """Two small conv blocks and a 96-unit hidden layer (~157k parameters); ``features`` is that hidden layer.
+    """Two small conv blocks and a hidden layer of ``FEATURE_DIM`` units (~157k parameters), which ``features``
+    returns.
 
     Kept small (about 1.2M multiply-adds per image) so that scoring 50 000 images takes seconds on a CPU.
     """
@@ -53,7 +54,7 @@ class MNISTClassifier(nn.Module):
         self.head = nn.Linear(self.FEATURE_DIM, 10)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 784) or (N, 1, 28, 28) images in [-1, 1] -> (N, 96) features."""
+        """(N, 784) or (N, 1, 28, 28) images in [-1, 1] -> (N, FEATURE_DIM) features."""
         return self.body(x.reshape(len(x), 784))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,7 +93,7 @@ def classifier_accuracy(path: str | Path = WEIGHTS_FILE) -> float:
 
 @torch.no_grad()
 def classify(images: torch.Tensor, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """Features (N, 96) float64 and class probabilities (N, 10) float64 for images in [-1, 1]."""
+    """Features (N, FEATURE_DIM) float64 and class probabilities (N, 10) float64 for images in [-1, 1]."""
     model = load_classifier()
     feats, probs = [], []
     for batch in images.detach().float().cpu().split(batch_size):
@@ -103,7 +104,7 @@ def classify(images: torch.Tensor, batch_size: int = 1000) -> tuple[np.ndarray, 
 
 
 def features(images: torch.Tensor) -> np.ndarray:
-    """The classifier's penultimate-layer features, (N, 96) float64."""
+    """The classifier's penultimate-layer features, (N, FEATURE_DIM) float64."""
     return classify(images)[0]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 
+from instructor import notebook_grading
 from instructor.strip import strip_solutions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +27,13 @@ def _meta(grade_id: str, grade: bool, solution: bool, locked: bool, points: floa
     if grade:
         meta["points"] = points
     return {"nbgrader": meta}
+
+
+def notebook_course(tmp: Path) -> tuple[Path, Path, Path, Path]:
+    """A grading test's layout in ``tmp``: (source notebook, its student version, submissions folder, output
+    folder)."""
+    source = fixture_notebook(tmp / "src" / "GAN.ipynb")
+    return source, notebook_grading.generate_assignment(source, tmp / "course"), tmp / "subs", tmp / "out"
 
 
 def fixture_notebook(path: Path) -> Path:

@@ -566,8 +566,8 @@ class Sandboxes:
         self.cgroups, self.cgroup_text = Cgroups.setup()
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         self.cpus = limits.cpus or max(1.0, cores / max(1, jobs))
-        self.jail_root = work / "jail-root"
-        self.jail_root.mkdir(mode=0o755, exist_ok=True)
+        self.view_root = work / "view-root"
+        self.view_root.mkdir(mode=0o755, exist_ok=True)
         data = resolve_data_dir().resolve()
         self.data_dir = str(data) if data.is_dir() else ""
         self.base_env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
@@ -615,7 +615,7 @@ class Sandboxes:
                        **(env or {})},
                "cgroup_procs": cgroup.procs_files() if cgroup else [], **extra}
         if level == "namespaces":
-            cfg["view"] = view(self.jail_root, scratch, self.runtime, self.secrets)
+            cfg["view"] = view(self.view_root, scratch, self.runtime, self.secrets)
         logs = [log_dir / f"{mode}.stdout", log_dir / f"{mode}.stderr"]
         if mode == "notebook":
             logs.append(log_dir / "kernel.log")

@@ -269,9 +269,7 @@ def test_problems_column_names_what_is_broken(module_run):
 @pytest.fixture(scope="module")
 def notebook_attack_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("nb-attacks")
-    source_nb = fixtures.fixture_notebook(tmp / "src" / "GAN.ipynb")
-    student_nb = notebook_grading.generate_assignment(source_nb, tmp / "course")
-    subs, out = tmp / "subs", tmp / "out"
+    source_nb, student_nb, subs, out = fixtures.notebook_course(tmp)
     victim = fixtures.write_submission(subs / "victim", "solution")
     fixtures.victim_notebook(student_nb, victim / "GAN.ipynb")
     stolen = str(victim / "GAN.ipynb")

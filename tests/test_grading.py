@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gan_utils.parts import PART, PARTS
-from instructor import cli, fixtures, grade, notebook_grading, sandbox
+from instructor import cli, fixtures, grade, sandbox
 
 LIMITS = sandbox.Limits(wall_s=20, part_timeout_s=4, memory_mb=4500)
 WITH_NOTEBOOK = ("solution", "partial", "badnb")
@@ -20,9 +20,7 @@ MODULE_ONLY = ("release", "missing", "syntax", "import_loop", "membomb", "exit0"
 @pytest.fixture(scope="module")
 def notebook_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("nb")
-    source_nb = fixtures.fixture_notebook(tmp / "src" / "GAN.ipynb")
-    student_nb = notebook_grading.generate_assignment(source_nb, tmp / "course")
-    subs, out = tmp / "subs", tmp / "out"
+    source_nb, student_nb, subs, out = fixtures.notebook_course(tmp)
     for kind in WITH_NOTEBOOK:
         fixtures.write_submission(subs / kind, "solution" if kind == "badnb" else kind, student_nb)
     (subs / "badnb" / "GAN.ipynb").write_text('{"cells": [ this is not json')

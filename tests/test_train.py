@@ -158,11 +158,11 @@ def mlp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (["--checkpoint_every", "0"], "--checkpoint_every: must be a positive integer"),
     (["--lr", "0"], "--lr: must be a positive number"),
     (["--lr", "nan"], "--lr: must be a positive number"),
-    (["--b2", "1"], "--b2: must be in [0, 1)"),
+    (["--b2", "1"], "--b2: must be a number in [0, 1)"),
     (["--model", "wgan"], "invalid choice: 'wgan'"),
     (["--img_size", "32"], "--img_size 32"),
     (["--channels", "3"], "--channels 3"),
-    (["--ema", "1"], "--ema: must be in [0, 1)"),
+    (["--ema", "1"], "--ema: must be a number in [0, 1)"),
     (["--device", "banana"], "--device 'banana' is not a device name"),
     (["--subset", "10", "--batch_size", "32"], "--batch_size 32 is larger than the 10 training images"),
 ])

@@ -283,9 +283,9 @@ SNAPSHOTS = (100, 500, 1500)
 # A plain GAN: the defaults above (batch 100, Adam at 1e-3, LeakyReLU discriminator, 3000 steps).
 BASELINE = ToyConfig(snapshots=SNAPSHOTS)
 # The discriminator ahead: G starts off the grid, D learns alone for 500 steps, then G follows with plain SGD.
-_STALLED = ToyConfig(optimizer="sgd", lr=0.01, d_head_start=500, iters=2500, g_start=7.0, view=8.5,
+_STALLED = ToyConfig(optimizer="sgd", lr=0.01, d_head_start=500, iters=1500, g_start=7.0, view=8.5,
                      snapshots=(250, 500, 1000))
 STALL = {"saturating": replace(_STALLED, loss="saturating"), "non-saturating": _STALLED}
 # A maxout discriminator (each hidden unit the max of 4 linear pieces, as in PacGAN's own D) trained twice as long,
 # with both learning rates falling linearly to 0 over the second half: the best of the remedies measured.
-REMEDY = ToyConfig(d_maxout=4, lr_decay=0.5, iters=6000, snapshots=SNAPSHOTS)
+REMEDY = ToyConfig(d_maxout=4, lr_decay=0.5, iters=6000, snapshots=(500, 1500, 3000, 4500))
