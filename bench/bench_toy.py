@@ -43,14 +43,11 @@ def main() -> None:
           f"one thread; {args.seeds} seeds per method", flush=True)
     start = time.perf_counter()
     dataset = gp.Toy2dGridGaussiansDataset()
-    methods = {"baseline": toy.BASELINE, **{f"D ahead, {k}": v for k, v in toy.STALL.items()}, "remedy": toy.REMEDY}
-    if args.candidates:
-        methods.update(CANDIDATES)
+    stall = {f"D ahead, {k}": v for k, v in toy.STALL.items()}
+    methods = {"baseline": toy.BASELINE, **stall, "remedy": toy.REMEDY, **(CANDIDATES if args.candidates else {})}
     results = toy.compare(methods, range(args.seeds), dataset)
-    main_rows = {k: v for k, v in results.items() if not k.startswith("D ahead")}
-    print("\n" + toy.format_table(main_rows))
-    print("\n" + toy.format_table({k: v for k, v in results.items() if k.startswith("D ahead")}, reference=False,
-                                  gradient=True))
+    print("\n" + toy.format_table({k: v for k, v in results.items() if k not in stall}))
+    print("\n" + toy.format_table({k: results[k] for k in stall}, reference=False, gradient=True))
     print("\n" + toy.gain_text(results["baseline"], results["remedy"]))
     print(f"total wall time {time.perf_counter() - start:.0f} s")
 

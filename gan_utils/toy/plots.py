@@ -12,7 +12,7 @@ import gan_pytorch as gp
 from gan_utils.plots import save_figure
 from gan_utils.toy.metrics import METRICS, PACGAN4, mode_metrics
 from gan_utils.toy.networks import surface_grid
-from gan_utils.toy.training import ToyRun
+from gan_utils.toy.training import Snapshot, ToyRun
 
 
 def metrics_text(metrics: Mapping[str, float]) -> str:
@@ -21,22 +21,27 @@ def metrics_text(metrics: Mapping[str, float]) -> str:
             f"KL {metrics['reverse_kl']:.2f}")
 
 
+def _draw_snapshot(ax: plt.Axes, snap: Snapshot, real: np.ndarray, view: float, title: str):
+    """One panel: D's surface, the real points (black) and the snapshot's samples (orange) on [-view, view]^2."""
+    X, Y = surface_grid(snap.surface.shape[0], view)
+    filled = ax.contourf(X, Y, snap.surface, levels=np.linspace(0, 1, 11), cmap="coolwarm", alpha=0.8)
+    ax.scatter(real[:, 0], real[:, 1], s=2, c="black", label="real")
+    ax.scatter(snap.samples[:, 0], snap.samples[:, 1], s=2, c="orange", alpha=0.5, label="generated")
+    ax.set(xlim=(-view, view), ylim=(-view, view), aspect="equal", xticks=[-4, 0, 4], yticks=[-4, 0, 4])
+    ax.set_title(title, fontsize=9)
+    return filled
+
+
 def plot_toy_snapshots(run: ToyRun, path: str | os.PathLike | None = None, title: str | None = None,
                        dataset: gp.Toy2dGridGaussiansDataset | None = None, n_real: int = 1000) -> plt.Figure:
     """One panel per snapshot of ``run``: real points (black) and generated points (orange) over D's decision
     surface sigmoid(D(x)) (blue: D says fake, red: D says real). Saved to ``path`` if given."""
     dataset = dataset if dataset is not None else gp.Toy2dGridGaussiansDataset()
     real = dataset.points[:n_real].numpy()
-    view = run.config.view
-    X, Y = surface_grid(run.snapshots[0].surface.shape[0], view)
     fig, axes = plt.subplots(1, len(run.snapshots), figsize=(3.2 * len(run.snapshots), 3.5), squeeze=False)
     for ax, snap in zip(axes[0], run.snapshots):
-        filled = ax.contourf(X, Y, snap.surface, levels=np.linspace(0, 1, 11), cmap="coolwarm", alpha=0.8)
-        ax.scatter(real[:, 0], real[:, 1], s=2, c="black", label="real")
-        ax.scatter(snap.samples[:, 0], snap.samples[:, 1], s=2, c="orange", alpha=0.5, label="generated")
-        ax.set(xlim=(-view, view), ylim=(-view, view), aspect="equal", xticks=[-4, 0, 4], yticks=[-4, 0, 4])
-        metrics = mode_metrics(snap.samples, dataset)
-        ax.set_title(f"iteration {snap.iteration}\n{metrics_text(metrics)}", fontsize=9)
+        title_of_panel = f"iteration {snap.iteration}\n{metrics_text(mode_metrics(snap.samples, dataset))}"
+        filled = _draw_snapshot(ax, snap, real, run.config.view, title_of_panel)
     axes[0][0].legend(loc="lower left", fontsize=7, markerscale=4)
     fig.colorbar(filled, ax=axes[0].tolist(), shrink=0.8, label="D(x)")
     fig.suptitle(title or f"{run.config.loss} loss, seed {run.seed}", y=1.02)
@@ -52,14 +57,7 @@ def plot_final_samples(runs: Sequence[ToyRun], path: str | os.PathLike | None = 
     real = dataset.points[:n_real].numpy()
     fig, axes = plt.subplots(1, len(runs), figsize=(3.0 * len(runs), 3.3), squeeze=False)
     for ax, run in zip(axes[0], runs):
-        snap = run.snapshots[-1]
-        view = run.config.view
-        X, Y = surface_grid(snap.surface.shape[0], view)
-        ax.contourf(X, Y, snap.surface, levels=np.linspace(0, 1, 11), cmap="coolwarm", alpha=0.8)
-        ax.scatter(real[:, 0], real[:, 1], s=2, c="black")
-        ax.scatter(snap.samples[:, 0], snap.samples[:, 1], s=2, c="orange", alpha=0.5)
-        ax.set(xlim=(-view, view), ylim=(-view, view), aspect="equal", xticks=[-4, 0, 4], yticks=[-4, 0, 4])
-        ax.set_title(f"seed {run.seed}\n{metrics_text(run.metrics)}", fontsize=9)
+        _draw_snapshot(ax, run.snapshots[-1], real, run.config.view, f"seed {run.seed}\n{metrics_text(run.metrics)}")
     if title:
         fig.suptitle(title, y=1.03)
     save_figure(fig, path)
