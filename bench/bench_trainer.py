@@ -1,26 +1,29 @@
 """Steps per second of one GAN: the common DataLoader loop against this project's training path (the notebook's and
 train.py's), and the quality of float32 against bfloat16 at equal steps.
 
-    python bench/bench_trainer.py [--model vanilla] [--batch 128] [--steps 60] [--quality_steps 2000]
+    python bench/bench_trainer.py [--model vanilla] [--batch 128] [--steps 60] [--repeats 5] [--quality_seeds 3]
 
 (a) is the loop of the popular PyTorch-GAN ``gan.py``, on the same networks: torchvision's MNIST with
 ToTensor/Normalize through a DataLoader(shuffle=True), a Sigmoid on D with nn.BCELoss, numpy noise, PyTorch's
 default Adam, float32, and the losses read back every step. (b) is ``gan_utils.models.make_trainer`` +
 ``gan_utils.training.fit``: the in-memory tensor, fused Adam, channels-last convolutions, float32; (c) the same
-with bfloat16 networks (where the CPU supports them). The loops alternate, best of ``--repeats``. Then (b) and (c)
-each train ``--quality_steps`` steps from the same seed and are scored by the Frechet distance of 10 000 samples,
-so that the speed is not bought with quality. Prints figures only; asserts nothing.
+with bfloat16 networks (where the CPU supports them). The loops alternate, ``--repeats`` times, and each rate and
+speed-up is reported as mean ± std over the repeats. Then (b) and (c) each train ``--quality_steps`` steps from
+each of ``--quality_seeds`` seeds and are scored by the Frechet distance of 10 000 samples (mean ± std), so that
+the speed is not bought with quality. Prints figures only; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import platform
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -115,11 +118,11 @@ def common_rate(steps: Callable[[], Iterator[None]]) -> Callable[[int, int], flo
     return rate
 
 
-def quality(model: str, images: torch.Tensor, batch: int, steps: int, bf16: bool) -> tuple[float, float]:
-    """(Frechet distance of G after ``steps`` steps from seed 0, seconds): through fit, as train.py trains."""
-    trainer = make_trainer(model, bf16=bf16)
-    torch.manual_seed(0)
-    history = fit(trainer, Batches(images, batch, seed=0), steps, progress=False)
+def quality(model: str, images: torch.Tensor, batch: int, steps: int, bf16: bool, seed: int) -> tuple[float, float]:
+    """(Frechet distance of G after ``steps`` steps from ``seed``, seconds): through fit, as train.py trains."""
+    trainer = make_trainer(model, bf16=bf16, seed=seed)
+    torch.manual_seed(seed)
+    history = fit(trainer, Batches(images, batch, seed=seed), steps, progress=False)
     return ev.evaluate_generator(trainer.G)["fd"], history.seconds
 
 
@@ -129,13 +132,15 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=60, help="timed steps per loop and repeat")
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=3, help="alternate the loops this often, keep each best")
+    p.add_argument("--repeats", type=int, default=5, help="alternate the loops this often (mean ± std over them)")
     p.add_argument("--quality_steps", type=int, default=2000, help="steps of the float32/bfloat16 quality runs")
+    p.add_argument("--quality_seeds", type=int, default=3, help="seeds of the quality runs (mean ± std over them)")
     args = p.parse_args()
     threads = env.set_threads()
     bf16 = env.supports_bfloat16("cpu")
     print(f"torch {torch.__version__}, {threads} threads, model {args.model}, batch {args.batch}, {args.steps} timed "
-          f"steps after {args.warmup} warm-up, best of {args.repeats}; bfloat16 supported: {bf16}")
+          f"steps after {args.warmup} warm-up, {args.repeats} alternating repeats; bfloat16 supported: {bf16}; "
+          f"{date.today()}, {platform.processor() or platform.machine()}, {env.available_cores()} cores")
     images = load_mnist()[0]
     with tempfile.TemporaryDirectory() as tmp:
         loops = {"DataLoader loop (PyTorch-GAN style)": common_rate(common_loop(args.model,
@@ -144,18 +149,22 @@ def main() -> None:
                  "project path, float32": project_loop(args.model, images, args.batch, bf16=False)}
         if bf16:
             loops["project path, bfloat16"] = project_loop(args.model, images, args.batch, bf16=True)
-        best = dict.fromkeys(loops, 0.0)
+        rates: dict[str, list[float]] = {name: [] for name in loops}
         for _ in range(args.repeats):
             for name, rate in loops.items():
-                best[name] = max(best[name], rate(args.steps, args.warmup))
-    common = best["DataLoader loop (PyTorch-GAN style)"]
-    for name, rate in best.items():
-        print(f"{name:40s} {rate:7.2f} steps/s  {1000 / rate:7.1f} ms/step  {rate / common:5.2f}x")
-    print(f"\nquality at {args.quality_steps} steps, seed 0, 10 000 samples:")
+                rates[name].append(rate(args.steps, args.warmup))
+    common = np.array(rates["DataLoader loop (PyTorch-GAN style)"])
+    print(f"{'loop':40s} {'steps/s (mean ± std)':>22s} {'speed-up (mean ± std)':>23s}")
+    for name, values in rates.items():
+        ratio = np.array(values) / common  # per repeat: both loops timed back to back
+        print(f"{name:40s} {np.mean(values):13.2f} ± {np.std(values):5.2f} {ratio.mean():15.2f}x ± {ratio.std():4.2f}")
+    print(f"\nquality at {args.quality_steps} steps, seeds 0..{args.quality_seeds - 1}, 10 000 samples each:")
     for flag in (False, True) if bf16 else (False,):
-        fd, seconds = quality(args.model, images, args.batch, args.quality_steps, flag)
-        print(f"  {'bfloat16' if flag else 'float32 '}: Frechet distance {fd:7.2f} ({seconds:.1f} s of training)")
-
+        runs = [quality(args.model, images, args.batch, args.quality_steps, flag, seed)
+                for seed in range(args.quality_seeds)]
+        fds, seconds = np.array([r[0] for r in runs]), np.array([r[1] for r in runs])
+        print(f"  {'bfloat16' if flag else 'float32 '}: Frechet distance {fds.mean():7.2f} ± {fds.std():5.2f} "
+              f"({', '.join(f'{fd:.1f}' for fd in fds)}), {seconds.mean():.1f} s of training a run")
 
 if __name__ == "__main__":
     main()

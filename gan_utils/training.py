@@ -55,9 +55,9 @@ CS231N = {
     "dcgan": Recipe(batch_size=128, iterations=1950, fast=False),
 }
 
-# The notebook's recipes: CS231n's batch and Adam, bfloat16 networks (about 1.8x faster per step for the MLPs and
-# 2x for the DCGAN on a CPU with AVX-512 BF16), as many steps as fit in 1/2 (MLP GANs) or 1/3 (DCGAN) of the
-# baseline's time, and samples from an EMA of G's weights. bench/bench_mnist.py measures them against CS231N.
+# The notebook's recipes: CS231n's batch and Adam, bfloat16 networks (where the CPU supports them), as many steps as
+# should fit in 1/2 (MLP GANs) or 1/3 (DCGAN) of the baseline's time, and samples from an EMA of G's weights.
+# bench/bench_mnist.py measures them against CS231N (quality and time); the README has its figures.
 RECIPES = {
     "vanilla": Recipe(batch_size=128, iterations=3200, ema_decay=0.999, bf16=True),
     "lsgan": Recipe(batch_size=128, iterations=3200, ema_decay=0.999, bf16=True),
