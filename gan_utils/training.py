@@ -59,9 +59,9 @@ CS231N = {
 # should fit in 1/2 (MLP GANs) or 1/3 (DCGAN) of the baseline's time, and samples from an EMA of G's weights.
 # bench/bench_mnist.py measures them against CS231N (quality and time); the README has its figures.
 RECIPES = {
-    "vanilla": Recipe(batch_size=128, iterations=3200, ema_decay=0.999, bf16=True),
-    "lsgan": Recipe(batch_size=128, iterations=3200, ema_decay=0.999, bf16=True),
-    "dcgan": Recipe(batch_size=128, iterations=1250, ema_decay=0.999, bf16=True),
+    "vanilla": Recipe(batch_size=128, iterations=2700, ema_decay=0.999, bf16=True),
+    "lsgan": Recipe(batch_size=128, iterations=2700, ema_decay=0.999, bf16=True),
+    "dcgan": Recipe(batch_size=128, iterations=1200, ema_decay=0.999, bf16=True),
 }
 
 

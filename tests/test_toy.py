@@ -96,6 +96,16 @@ def test_networks_shapes():
     assert networks.decision_surface(networks.toy_discriminator(hidden=8, pack=2), n=11).shape == (11, 11)
 
 
+def test_maxout_is_the_max_of_its_pieces_and_its_gradient_goes_to_the_winner():
+    unit = networks.Maxout(2, 4, 3)
+    x = torch.randn(5, 2)
+    pieces = unit.linear(x).reshape(5, 4, 3)
+    torch.testing.assert_close(unit(x), pieces.max(-1).values)
+    unit(x).sum().backward()
+    winners = torch.nn.functional.one_hot(pieces.argmax(-1), 3).reshape(5, 12).float()
+    torch.testing.assert_close(unit.linear.bias.grad, winners.sum(0))  # d/d bias: 1 per sample where a piece wins
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="loss must be one of"):
         toy.ToyConfig(loss="wasserstein")
@@ -208,3 +218,53 @@ def test_table_and_plots(dataset, tmp_path, monkeypatch):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         plt.close(fig)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp.png", "loss.png", "seeds.png", "snap.png"]
+
+
+class _TwoPoints(torch.nn.Module):
+    """A 'generator' that puts half its mass on A = (2, 2) and half on B = (-2, -2), by the sign of z[:, 0]."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.where(z[:, :1] > 0, torch.tensor([2.0, 2.0]), torch.tensor([-2.0, -2.0]))
+
+
+class _PrefersA(torch.nn.Module):
+    """A 'discriminator' whose logit is log 3 at A and 0 elsewhere: the data has 3 times G's density at A."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x[:, :1] > 0).float() * math.log(3.0)
+
+
+def test_rejection_sampling_reweights_by_exp_of_the_logit():
+    G = _TwoPoints().train()
+    samples, acceptance = training.rejection_sample(G, _PrefersA(), n=4000, noise_dim=2, seed=1, pool=8000)
+    assert samples.shape == (4000, 2) and G.training
+    # A is always kept, B with probability exp(0 - log 3) = 1/3: A's share 1 / (1 + 1/3) = 0.75, 2/3 kept
+    assert abs((samples[:, 0] > 0).mean() - 0.75) < 0.03
+    assert abs(acceptance - 2 / 3) < 0.03
+    again, _ = training.rejection_sample(G, _PrefersA(), n=4000, noise_dim=2, seed=1, pool=8000)
+    np.testing.assert_array_equal(samples, again)
+
+
+def test_rejection_sampling_says_when_d_rejects_nearly_everything():
+    class OneGoodPerCall(torch.nn.Module):
+        """Logit 0 for the first point of each call, -100 (kept with probability e^-100) for every other."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = torch.full((len(x), 1), -100.0)
+            logits[0] = 0.0
+            return logits
+
+    with pytest.raises(ValueError, match="kept only 5 of 5000 samples"):
+        training.rejection_sample(_TwoPoints(), OneGoodPerCall(), n=500, noise_dim=2, pool=1000, max_draws=5000)
+
+
+def test_with_rejection_redraws_only_the_final_samples(dataset, monkeypatch):
+    monkeypatch.delenv("GAN_SMOKE", raising=False)
+    config = toy.ToyConfig(iters=20, snapshots=(10,), g_hidden=16, d_hidden=16, d_maxout=2, pack=2)
+    run = toy.train_toy_gan(config, seed=0, dataset=dataset)
+    redrawn = toy.with_rejection(run, dataset)
+    assert run.acceptance == 1.0 and 0.0 < redrawn.acceptance <= 1.0
+    assert redrawn.snapshots[0] is run.snapshots[0] and redrawn.trainer is run.trainer
+    assert redrawn.snapshots[-1].samples.shape == (metrics.N_EVAL, 2)
+    assert not np.array_equal(redrawn.snapshots[-1].samples, run.snapshots[-1].samples)
+    assert redrawn.metrics == toy.mode_metrics(redrawn.snapshots[-1].samples, dataset)

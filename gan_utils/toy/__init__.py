@@ -2,7 +2,7 @@
 
 - ``networks``: the MLPs, PacGAN's packing, maxout units, D's decision surface;
 - ``training``: configurations (``ToyConfig``, and the notebook's ``BASELINE``, ``STALL`` and ``REMEDY``), the loop
-  around your ``GANTrainer.train_step``;
+  around your ``GANTrainer.train_step``, and sampling through D (``with_rejection``);
 - ``metrics``: modes covered, high-quality share and reverse KL (the VEEGAN / PacGAN protocol), mean ± std tables;
 - ``plots``: the figures.
 
@@ -16,8 +16,19 @@ Typical use (the notebook's cells)::
 
 from gan_utils.toy.metrics import format_table, gain_text, mode_metrics, summarize
 from gan_utils.toy.plots import plot_comparison, plot_final_samples, plot_loss_comparison, plot_toy_snapshots
-from gan_utils.toy.training import BASELINE, REMEDY, STALL, ToyConfig, ToyRun, compare, run_seeds, train_toy_gan
+from gan_utils.toy.training import (
+    BASELINE,
+    REMEDY,
+    STALL,
+    ToyConfig,
+    ToyRun,
+    compare,
+    rejection_sample,
+    run_seeds,
+    train_toy_gan,
+    with_rejection,
+)
 
 __all__ = ["BASELINE", "REMEDY", "STALL", "ToyConfig", "ToyRun", "compare", "format_table", "gain_text",
            "mode_metrics", "plot_comparison", "plot_final_samples", "plot_loss_comparison", "plot_toy_snapshots",
-           "run_seeds", "summarize", "train_toy_gan"]
+           "rejection_sample", "run_seeds", "summarize", "train_toy_gan", "with_rejection"]
