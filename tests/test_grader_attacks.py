@@ -546,6 +546,12 @@ def test_the_first_line_says_when_cgroups_are_unavailable(tmp_path, monkeypatch)
     assert r.score == 0 and "gan_pytorch.py is missing" in r.notes[0]
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """Let SIGINT act in the child, as it does in a terminal: a shell starts background jobs (a CI runner's, say)
+    with SIGINT ignored, and children inherit that, so Ctrl-C could not be simulated there."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_the_run_at_once_and_cleans_up(tmp_path):
     subs, tmpdir = tmp_path / "subs", tmp_path / "tmp"
     tmpdir.mkdir()
@@ -554,7 +560,7 @@ def test_ctrl_c_stops_the_run_at_once_and_cleans_up(tmp_path):
     env = {**os.environ, "TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "instructor", "grade", str(subs), str(tmp_path / "out"),
                              "--timeout", "300"], cwd=fixtures.ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_as_in_a_terminal)
     try:
         assert proc.stdout.readline().startswith("grading 2 submissions")
         assert proc.stdout.readline().startswith("fifo: 0/100")  # the FIFO did not block the grader
