@@ -136,13 +136,11 @@ class StopRequest:
 
 def locate(args: argparse.Namespace) -> tuple[Path, Path | None]:
     """(output folder, checkpoint to resume from or None)."""
-    if not args.resume:
-        return args.out_dir or ckpt_io.run_dir(args.model), None
-    if args.resume != "last":
+    if args.resume and args.resume != "last":
         path = Path(args.resume)
         return args.out_dir or path.parent.parent, path
     out_dir = args.out_dir or ckpt_io.run_dir(args.model)
-    return out_dir, ckpt_io.last_checkpoint(out_dir)
+    return out_dir, ckpt_io.last_checkpoint(out_dir) if args.resume else None
 
 
 def train(args: argparse.Namespace) -> int:

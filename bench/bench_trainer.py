@@ -166,5 +166,6 @@ def main() -> None:
         print(f"  {'bfloat16' if flag else 'float32 '}: Frechet distance {fds.mean():7.2f} ± {fds.std():5.2f} "
               f"({', '.join(f'{fd:.1f}' for fd in fds)}), {seconds.mean():.1f} s of training a run")
 
+
 if __name__ == "__main__":
     main()

@@ -132,10 +132,11 @@ class EMA:
 def sample(G: nn.Module, noise: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """G's outputs for ``noise``, in eval mode (batch norm uses its running statistics), as float32 on the CPU.
 
-    Runs in batches of ``batch_size``; G's train/eval mode is restored afterwards.
+    Runs in batches of ``batch_size`` on G's device (the noise's, if G has no weights); G's train/eval mode is
+    restored afterwards.
     """
     was_training = G.training
-    device = next(G.parameters()).device
+    device = next((p.device for p in G.parameters()), noise.device)
     G.eval()
     try:
         return torch.cat([G(z.to(device)).float().cpu() for z in noise.split(batch_size)])

@@ -270,24 +270,19 @@ def rejection_sample(G: nn.Module, D: nn.Module, n: int, noise_dim: int, seed: i
     Returns (samples (n, 2) as numpy, the share of the drawn samples that was kept). Raises ValueError if fewer
     than n are kept among ``max_draws``.
     """
-    was_training = G.training
-    G.eval()
     kept: list[torch.Tensor] = []
     drawn = accepted = 0
     top = None
-    try:
-        while accepted < n:
-            if drawn >= max_draws:
-                raise ValueError(f"rejection sampling kept only {accepted} of {drawn} samples (wanted {n}): D "
-                                 f"rejects nearly everything G makes")
-            x = G(gp.sample_noise(pool, noise_dim, seed=seed + drawn // pool)).float()
-            logits = point_logits(D, x).float()
-            top = logits.max() if top is None else top
-            keep = torch.rand(pool) < torch.exp(logits - top)
-            kept.append(x[keep])
-            drawn, accepted = drawn + pool, accepted + int(keep.sum())
-    finally:
-        G.train(was_training)
+    while accepted < n:
+        if drawn >= max_draws:
+            raise ValueError(f"rejection sampling kept only {accepted} of {drawn} samples (wanted {n}): D "
+                             f"rejects nearly everything G makes")
+        x = sample(G, gp.sample_noise(pool, noise_dim, seed=seed + drawn // pool), batch_size=pool)
+        logits = point_logits(D, x).float()
+        top = logits.max() if top is None else top
+        keep = torch.rand(pool) < torch.exp(logits - top)
+        kept.append(x[keep])
+        drawn, accepted = drawn + pool, accepted + int(keep.sum())
     return torch.cat(kept)[:n].numpy(), accepted / drawn
 
 
