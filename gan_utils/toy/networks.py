@@ -57,7 +57,7 @@ class Maxout(nn.Module):
         self.linear = nn.Linear(in_features, out_features * pieces)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # max(...).values, not amax: its backward routes each gradient through the saved index, which is faster
+        # max(...).values rather than amax: its backward sends each gradient to the winning piece by its saved index
         return self.linear(x).unflatten(-1, (-1, self.pieces)).max(-1).values
 
 
