@@ -119,10 +119,12 @@ def test_config_rejects_bad_values():
         networks.toy_generator(norm="group")
 
 
-def test_smoke_config_keeps_snapshots_and_head_start_inside_the_run(monkeypatch):
+def test_smoke_config_keeps_snapshots_head_start_and_r1_phase_inside_the_run(monkeypatch):
     monkeypatch.setenv("GAN_SMOKE", "1")
-    tiny = toy.ToyConfig(iters=3000, snapshots=(100, 500, 1500), d_head_start=600).for_this_run()
+    tiny = toy.ToyConfig(iters=3000, snapshots=(100, 500, 1500), d_head_start=600, r1=0.3,
+                         r1_steps=1500).for_this_run()
     assert tiny.iters == env.SMOKE_ITERATIONS and tiny.d_head_start == 600 * env.SMOKE_ITERATIONS // 3000
+    assert tiny.r1_steps == env.SMOKE_ITERATIONS // 2
     assert all(0 < s < tiny.iters for s in tiny.snapshots) and len(tiny.snapshots) >= 2
     monkeypatch.setenv("GAN_SMOKE", "0")
     config = toy.ToyConfig(iters=3000)
@@ -163,6 +165,24 @@ def test_r1_penalty_adds_the_gradient_norm_on_real_data(monkeypatch):
     # ||grad_x D(x)||^2 = 3^2 + 4^2 = 25 for every x; the penalty is gamma / 2 * 25
     expected = gp.discriminator_loss(out_real, out_fake) + 0.25 * 25
     torch.testing.assert_close(penalty.loss(out_real, out_fake), expected)
+
+
+def test_r1_penalty_stops_after_its_steps(monkeypatch):
+    monkeypatch.delenv("GAN_SMOKE", raising=False)
+    D = torch.nn.Linear(2, 1)
+    penalty = training.R1Penalty(D, gp.discriminator_loss, gamma=0.5, steps=2)
+    losses = []
+    for _ in range(3):
+        out_real, out_fake = penalty.D(torch.randn(8, 2)), penalty.D(torch.randn(8, 2))
+        losses.append(float(penalty.loss(out_real, out_fake) - gp.discriminator_loss(out_real, out_fake)))
+    assert [extra > 0 for extra in losses] == [True, True, False] and losses[2] == 0.0
+    config = toy.ToyConfig(iters=6, r1=0.3, r1_steps=4, g_hidden=8, d_hidden=8, d_maxout=2)
+    penalty = training.build_trainer(config).discriminator_loss.__self__
+    assert (penalty.gamma, penalty.steps) == (0.3, 4)
+    run = toy.train_toy_gan(config)  # every step through your train_step, the penalty in the first 4
+    assert run.trainer.discriminator_loss.__self__.calls == 6 and np.isfinite(run.history["d_loss"]).all()
+    with pytest.raises(ValueError, match="r1_steps"):
+        toy.ToyConfig(r1=0.3, r1_steps=-1)
 
 
 def test_tiny_training_run_structure(dataset, monkeypatch):

@@ -33,7 +33,8 @@ class ToyConfig:
     proportional to the gradient, so that a vanishing gradient shows. ``d_head_start``: steps during which only D
     learns (G's learning rate is 0), so that D pulls ahead. ``lr_decay``: the share of the run, at its end, over which
     both learning rates fall linearly to 0. ``ema``: decay of the moving average of G's weights that samples are
-    drawn from. ``r1``: weight of the R1 penalty on D (``R1Penalty``). ``g_start``: G's samples start around
+    drawn from. ``r1``: weight of the R1 penalty on D (``R1Penalty``), applied in D's first ``r1_steps`` updates (None:
+all of them). ``g_start``: G's samples start around
     (g_start, g_start) instead of the origin (its output bias is shifted).
     """
 
@@ -55,6 +56,7 @@ class ToyConfig:
     lr_decay: float = 0.0
     ema: float | None = None
     r1: float = 0.0
+    r1_steps: int | None = None
     g_start: float = 0.0
     view: float = LIMIT  # the plane [-view, view]^2 on which D's surface is recorded and the plots are drawn
     snapshots: tuple[int, ...] = ()  # iterations, besides the last, at which to keep samples and D's surface
@@ -73,10 +75,12 @@ class ToyConfig:
         if not 0.0 <= self.lr_decay <= 1.0 or not 0 <= self.d_head_start < self.iters:
             raise ValueError(f"lr_decay must be in [0, 1] and d_head_start in [0, iters), got {self.lr_decay}, "
                              f"{self.d_head_start}")
+        if self.r1 < 0 or (self.r1_steps is not None and self.r1_steps < 0):
+            raise ValueError(f"r1 and r1_steps must not be negative, got {self.r1} and {self.r1_steps}")
 
     def for_this_run(self) -> ToyConfig:
-        """The config as it will run now: in smoke mode, cut to a few iterations (snapshots and the head start
-        scaled alike)."""
+        """The config as it will run now: in smoke mode, cut to a few iterations (snapshots, the head start and
+        the R1 phase scaled alike)."""
         iters = env.iterations(self.iters)
         if iters == self.iters:
             return self
@@ -85,7 +89,9 @@ class ToyConfig:
             return k * iters // self.iters
 
         snaps = tuple(sorted({max(1, scale(s)) for s in self.snapshots if s < self.iters} - {iters}))
-        return replace(self, iters=iters, snapshots=snaps, d_head_start=scale(self.d_head_start), log_every=1)
+        r1_steps = None if self.r1_steps is None else scale(self.r1_steps)
+        return replace(self, iters=iters, snapshots=snaps, d_head_start=scale(self.d_head_start), r1_steps=r1_steps,
+                       log_every=1)
 
 
 @dataclass
@@ -136,17 +142,21 @@ class R1Penalty:
     data, added to L_D. It keeps D flat on the data, which lets the game settle instead of circling.
 
     ``D`` wraps the discriminator so that its inputs remember which output they made; ``loss`` is your
-    ``discriminator_loss`` plus the penalty on the real batch's outputs. Your train_step is unchanged.
+    ``discriminator_loss`` plus the penalty on the real batch's outputs. Your train_step is unchanged. With ``steps``,
+    only the first ``steps`` calls of ``loss`` (one per discriminator update) add the penalty; later ones return your
+    loss alone.
     """
 
-    def __init__(self, D: nn.Module, loss: gp.LossFn, gamma: float) -> None:
-        self.D, self._loss, self.gamma = _Remembering(D), loss, gamma
+    def __init__(self, D: nn.Module, loss: gp.LossFn, gamma: float, steps: int | None = None) -> None:
+        self.D, self._loss, self.gamma, self.steps = _Remembering(D), loss, gamma, steps
+        self.calls = 0
 
     def loss(self, out_real: torch.Tensor, out_fake: torch.Tensor) -> torch.Tensor:
         x = self.D.inputs.pop(id(out_real), None)
         self.D.inputs.clear()
+        self.calls += 1
         base = self._loss(out_real, out_fake)
-        if x is None:
+        if x is None or (self.steps is not None and self.calls > self.steps):
             return base
         (grad,) = torch.autograd.grad(out_real.sum(), x, create_graph=True)
         return base + self.gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
@@ -183,7 +193,7 @@ def build_trainer(config: ToyConfig, seed: int = 0) -> gp.GANTrainer:
             solvers.append(solver)
     d_loss = gp.discriminator_loss
     if config.r1:
-        penalty = R1Penalty(D, d_loss, config.r1)
+        penalty = R1Penalty(D, d_loss, config.r1, config.r1_steps)
         D, d_loss = penalty.D, penalty.loss
     return gp.GANTrainer(D, G, *solvers, d_loss, LOSSES[config.loss], noise_dim=config.noise_dim)
 
@@ -336,6 +346,7 @@ _STALLED = ToyConfig(optimizer="sgd", lr=0.01, d_head_start=500, iters=1500, g_s
                      snapshots=(250, 500, 1000))
 STALL = {"saturating": replace(_STALLED, loss="saturating"), "non-saturating": _STALLED}
 # The remedy's training: a maxout discriminator (each hidden unit the max of 4 linear pieces, as in PacGAN's own D),
-# 5000 steps, both learning rates falling linearly to 0 over the second half. The notebook then draws the final
-# samples through D (with_rejection): the two together are the remedy (bench/bench_toy.py measures both).
-REMEDY = ToyConfig(d_maxout=4, lr_decay=0.5, iters=5000, snapshots=(500, 1500, 2500, 3750))
+# the R1 penalty (gamma 0.3) on D in the first 2500 of 5000 steps, and both learning rates falling linearly to 0 over
+# the second half. The notebook then draws the final samples through D (with_rejection): the two together are the
+# remedy (bench/bench_toy.py measures both).
+REMEDY = ToyConfig(d_maxout=4, r1=0.3, r1_steps=2500, lr_decay=0.5, iters=5000, snapshots=(500, 1500, 2500, 3750))
