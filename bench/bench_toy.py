@@ -68,10 +68,10 @@ def main() -> None:
     if args.seeds > NOTEBOOK_SEEDS:
         print(f"\nthe same runs, split: seeds 0-{NOTEBOOK_SEEDS - 1} (the notebook's, on which the remedy was chosen) "
               f"and the held-out seeds {NOTEBOOK_SEEDS}-{args.seeds - 1}")
+        parts = {f"0-{NOTEBOOK_SEEDS - 1}": slice(NOTEBOOK_SEEDS),
+                 f"{NOTEBOOK_SEEDS}-{args.seeds - 1} (held out)": slice(NOTEBOOK_SEEDS, None)}
         halves = {f"{name}, seeds {label}": results[name][part] for name in ("baseline", REMEDY)
-                  for label, part in ((f"0-{NOTEBOOK_SEEDS - 1}", slice(NOTEBOOK_SEEDS)),
-                                           (f"{NOTEBOOK_SEEDS}-{args.seeds - 1} (held out)",
-                                            slice(NOTEBOOK_SEEDS, None)))}
+                  for label, part in parts.items()}
         print(toy.format_table(halves, reference=False))
     print(f"total wall time {time.perf_counter() - start:.0f} s")
 

@@ -33,9 +33,9 @@ class ToyConfig:
     proportional to the gradient, so that a vanishing gradient shows. ``d_head_start``: steps during which only D
     learns (G's learning rate is 0), so that D pulls ahead. ``lr_decay``: the share of the run, at its end, over which
     both learning rates fall linearly to 0. ``ema``: decay of the moving average of G's weights that samples are
-    drawn from. ``r1``: weight of the R1 penalty on D (``R1Penalty``), applied in D's first ``r1_steps`` updates (None:
-all of them). ``g_start``: G's samples start around
-    (g_start, g_start) instead of the origin (its output bias is shifted).
+    drawn from. ``r1``: weight of the R1 penalty on D (``R1Penalty``), applied in D's first ``r1_steps`` updates
+    (None: all of them). ``g_start``: G's samples start around (g_start, g_start) instead of the origin (its output
+    bias is shifted).
     """
 
     loss: str = "nonsaturating"
