@@ -177,6 +177,7 @@ def test_r1_penalty_stops_after_its_steps(monkeypatch):
         extra = penalty.loss(out_real, out_fake) - gp.discriminator_loss(out_real, out_fake)
         losses.append(float(extra.detach()))
     assert [extra > 0 for extra in losses] == [True, True, False] and losses[2] == 0.0
+    assert not penalty.D.tracking and not penalty.D.inputs  # no input gradients once the penalty is over
     config = toy.ToyConfig(iters=6, r1=0.3, r1_steps=4, g_hidden=8, d_hidden=8, d_maxout=2)
     penalty = training.build_trainer(config).discriminator_loss.__self__
     assert (penalty.gamma, penalty.steps) == (0.3, 4)

@@ -143,20 +143,22 @@ class R1Penalty:
 
     ``D`` wraps the discriminator so that its inputs remember which output they made; ``loss`` is your
     ``discriminator_loss`` plus the penalty on the real batch's outputs. Your train_step is unchanged. With ``steps``,
-    only the first ``steps`` calls of ``loss`` (one per discriminator update) add the penalty; later ones return your
-    loss alone.
+    only the first ``steps`` calls of ``loss`` (one per discriminator update) add the penalty; after them ``D`` stops
+    tracking its inputs and ``loss`` is your loss alone.
     """
 
     def __init__(self, D: nn.Module, loss: gp.LossFn, gamma: float, steps: int | None = None) -> None:
         self.D, self._loss, self.gamma, self.steps = _Remembering(D), loss, gamma, steps
         self.calls = 0
+        self.D.tracking = steps is None or steps > 0
 
     def loss(self, out_real: torch.Tensor, out_fake: torch.Tensor) -> torch.Tensor:
         x = self.D.inputs.pop(id(out_real), None)
         self.D.inputs.clear()
         self.calls += 1
+        self.D.tracking = self.steps is None or self.calls < self.steps  # for the next update's outputs
         base = self._loss(out_real, out_fake)
-        if x is None or (self.steps is not None and self.calls > self.steps):
+        if x is None:
             return base
         (grad,) = torch.autograd.grad(out_real.sum(), x, create_graph=True)
         return base + self.gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
@@ -165,9 +167,11 @@ class R1Penalty:
 class _Remembering(nn.Module):
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
-        self.net, self.inputs = net, {}
+        self.net, self.inputs, self.tracking = net, {}, True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.tracking:
+            return self.net(x)
         if not x.requires_grad:  # data (or detached fakes): track it, to differentiate D's output with respect to it
             x = x.detach().requires_grad_(True)
         out = self.net(x)
