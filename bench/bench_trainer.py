@@ -2,21 +2,24 @@
 train.py's), and the quality of float32 against bfloat16 at equal steps.
 
     python bench/bench_trainer.py [--model vanilla] [--batch 128] [--steps 60] [--repeats 5] [--quality_seeds 3]
+                                  [--compile]
 
 (a) is the loop of the popular PyTorch-GAN ``gan.py``, on the same networks: torchvision's MNIST with
 ToTensor/Normalize through a DataLoader(shuffle=True), a Sigmoid on D with nn.BCELoss, numpy noise, PyTorch's
 default Adam, float32, and the losses read back every step. (b) is ``gan_utils.models.make_trainer`` +
 ``gan_utils.training.fit``: the in-memory tensor, fused Adam, channels-last convolutions, float32; (c) the same
-with bfloat16 networks (where the CPU supports them). The loops alternate, ``--repeats`` times, and each rate and
-speed-up is reported as mean ± std over the repeats. Then (b) and (c) each train ``--quality_steps`` steps from
-each of ``--quality_seeds`` seeds and are scored by the Frechet distance of 10 000 samples (mean ± std), so that
-the speed is not bought with quality. Prints figures only; asserts nothing.
+with bfloat16 networks (where the CPU supports them); with ``--compile``, (d) the same again with D and G passed
+through ``torch.compile``, its compilation timed apart (its first steps). The loops alternate, ``--repeats`` times,
+and each rate and speed-up is reported as mean ± std over the repeats. Then (b) and (c) each train
+``--quality_steps`` steps from each of ``--quality_seeds`` seeds and are scored by the Frechet distance of 10 000
+samples (mean ± std), so that the speed is not bought with quality. Prints figures only; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import platform
 import shutil
 import sys
@@ -88,11 +91,19 @@ def common_loop(model: str, dataset, batch: int) -> Callable[[], Iterator[None]]
     return steps
 
 
-def project_loop(model: str, images: torch.Tensor, batch: int, bf16: bool) -> Callable[[int, int], float]:
-    """This project's path, timed through ``fit`` itself: make_trainer's GAN on in-memory batches."""
+def project_loop(model: str, images: torch.Tensor, batch: int, bf16: bool, compiled: bool = False
+                 ) -> Callable[[int, int], float]:
+    """This project's path, timed through ``fit`` itself: make_trainer's GAN on in-memory batches. ``compiled``:
+    D and G through ``torch.compile``, compiled here by their first steps (printed with their seconds)."""
     trainer = make_trainer(model, bf16=bf16)
     batches = Batches(images, batch, seed=0)
     history = None
+    if compiled:
+        trainer.D, trainer.G = torch.compile(trainer.D), torch.compile(trainer.G)
+        start = time.perf_counter()
+        history = fit(trainer, batches, 3, progress=False)  # every graph of train_step is compiled by now
+        print(f"torch.compile: the first 3 steps, compilation included, took {time.perf_counter() - start:.1f} s",
+              flush=True)
 
     def rate(n: int, warmup: int) -> float:
         nonlocal history
@@ -134,7 +145,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=5, help="alternate the loops this often (mean ± std over them)")
     p.add_argument("--quality_steps", type=int, default=2000, help="steps of the float32/bfloat16 quality runs")
-    p.add_argument("--quality_seeds", type=int, default=3, help="seeds of the quality runs (mean ± std over them)")
+    p.add_argument("--quality_seeds", type=int, default=3,
+                   help="seeds of the quality runs (mean ± std over them; 0: none)")
+    p.add_argument("--compile", action="store_true", help="also time the project's path through torch.compile")
     args = p.parse_args()
     threads = env.set_threads()
     bf16 = env.supports_bfloat16("cpu")
@@ -143,12 +156,16 @@ def main() -> None:
           f"{date.today()}, {platform.processor() or platform.machine()}, {env.available_cores()} cores")
     images = load_mnist()[0]
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tmp) / "inductor")  # compile from cold, as a first run does
         loops = {"DataLoader loop (PyTorch-GAN style)": common_rate(common_loop(args.model,
                                                                                  torchvision_mnist(Path(tmp)),
                                                                                  args.batch)),
                  "project path, float32": project_loop(args.model, images, args.batch, bf16=False)}
         if bf16:
             loops["project path, bfloat16"] = project_loop(args.model, images, args.batch, bf16=True)
+        if args.compile:
+            name = f"project path, {'bfloat16' if bf16 else 'float32'}, compiled"
+            loops[name] = project_loop(args.model, images, args.batch, bf16=bf16, compiled=True)
         rates: dict[str, list[float]] = {name: [] for name in loops}
         for _ in range(args.repeats):
             for name, rate in loops.items():
@@ -158,6 +175,8 @@ def main() -> None:
     for name, values in rates.items():
         ratio = np.array(values) / common  # per repeat: both loops timed back to back
         print(f"{name:40s} {np.mean(values):13.2f} ± {np.std(values):5.2f} {ratio.mean():15.2f}x ± {ratio.std():4.2f}")
+    if args.quality_seeds < 1:
+        return
     print(f"\nquality at {args.quality_steps} steps, seeds 0..{args.quality_seeds - 1}, 10 000 samples each:")
     for flag in (False, True) if bf16 else (False,):
         runs = [quality(args.model, images, args.batch, args.quality_steps, flag, seed)
