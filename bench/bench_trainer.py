@@ -101,7 +101,12 @@ def project_loop(model: str, images: torch.Tensor, batch: int, bf16: bool, compi
     if compiled:
         trainer.D, trainer.G = torch.compile(trainer.D), torch.compile(trainer.G)
         start = time.perf_counter()
-        history = fit(trainer, batches, 3, progress=False)  # every graph of train_step is compiled by now
+        try:
+            history = fit(trainer, batches, 3, progress=False)  # every graph of train_step is compiled by now
+        except Exception as exc:  # no C++ compiler, an unsupported platform: inductor's errors vary
+            reason = (str(exc).strip().splitlines() or [""])[0]
+            raise SystemExit(f"--compile: torch.compile failed on this machine ({type(exc).__name__}: {reason}); "
+                             "run without --compile") from None
         print(f"torch.compile: the first 3 steps, compilation included, took {time.perf_counter() - start:.1f} s",
               flush=True)
 
@@ -156,7 +161,6 @@ def main() -> None:
           f"{date.today()}, {platform.processor() or platform.machine()}, {env.available_cores()} cores")
     images = load_mnist()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tmp) / "inductor")  # compile from cold, as a first run does
         loops = {"DataLoader loop (PyTorch-GAN style)": common_rate(common_loop(args.model,
                                                                                  torchvision_mnist(Path(tmp)),
                                                                                  args.batch)),
@@ -164,6 +168,7 @@ def main() -> None:
         if bf16:
             loops["project path, bfloat16"] = project_loop(args.model, images, args.batch, bf16=True)
         if args.compile:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tmp) / "inductor")  # from cold, as a first run compiles
             name = f"project path, {'bfloat16' if bf16 else 'float32'}, compiled"
             loops[name] = project_loop(args.model, images, args.batch, bf16=bf16, compiled=True)
         rates: dict[str, list[float]] = {name: [] for name in loops}
