@@ -150,13 +150,18 @@ class R1Penalty:
     def __init__(self, D: nn.Module, loss: gp.LossFn, gamma: float, steps: int | None = None) -> None:
         self.D, self._loss, self.gamma, self.steps = _Remembering(D), loss, gamma, steps
         self.calls = 0
-        self.D.tracking = steps is None or steps > 0
+        self.D.tracking = self.active
+
+    @property
+    def active(self) -> bool:
+        """Whether the next discriminator update adds the penalty."""
+        return self.steps is None or self.calls < self.steps
 
     def loss(self, out_real: torch.Tensor, out_fake: torch.Tensor) -> torch.Tensor:
         x = self.D.inputs.pop(id(out_real), None)
         self.D.inputs.clear()
         self.calls += 1
-        self.D.tracking = self.steps is None or self.calls < self.steps  # for the next update's outputs
+        self.D.tracking = self.active  # for the next update's outputs
         base = self._loss(out_real, out_fake)
         if x is None:
             return base
