@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.autograd.graph import increment_version
 
 import gan_pytorch as gp
 
@@ -40,21 +41,55 @@ MODELS: dict[str, GANSpec] = {
 }
 
 
+class _CastCopy(torch.autograd.Function):
+    """Hands back ``copy``, a bfloat16 copy of ``weight`` made earlier, as if ``weight`` were cast now: the gradient
+    goes back to ``weight`` in its own dtype, as from autocast's cast."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, copy: torch.Tensor) -> torch.Tensor:
+        ctx.dtype = weight.dtype
+        # An input returned as is would come back through view_as, which may restride size-1 dimensions and so
+        # lose the channels-last layout of a one-channel convolution's weight.
+        return copy.as_strided(copy.shape, copy.stride())
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad.to(ctx.dtype), None
+
+
 class BFloat16(nn.Module):
     """Runs ``net`` under bfloat16 autocast and returns float32.
 
     The matrix products run in bfloat16 (much faster on CPUs with AMX or AVX-512 BF16 and on recent GPUs), while
-    the weights, the optimizer and the losses stay in float32. Each call enters and leaves autocast, so the
-    bfloat16 copies of the weights are made afresh after every optimizer step.
+    the weights, the optimizer and the losses stay in float32. Autocast casts the weights afresh on every call;
+    here the bfloat16 copies of the linear and convolution weights are kept until the weights change (an optimizer
+    step), so a training step that runs G twice, or D on the real and the fake batch, casts them once: the same
+    values and gradients, less copying.
     """
+
+    CAST = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
+        self._copies: dict[str, tuple[tuple[int, int], torch.Tensor]] = {}
+
+    def _cast_weights(self) -> dict[str, torch.Tensor]:
+        weights = {}
+        for module_name, module in self.net.named_modules():
+            if not isinstance(module, self.CAST):
+                continue
+            for name, p in module.named_parameters(prefix=module_name, recurse=False):
+                version = (p._version, p.data_ptr())
+                if name not in self._copies or self._copies[name][0] != version:
+                    self._copies[name] = (version, p.detach().to(torch.bfloat16))
+                copy = self._copies[name][1]
+                weights[name] = _CastCopy.apply(p, copy) if torch.is_grad_enabled() and p.requires_grad else copy
+        return weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, dtype=torch.bfloat16):
-            out = self.net(x)
+            out = torch.func.functional_call(self.net, self._cast_weights(), (x,), strict=False)
         return out.float()
 
 
@@ -70,6 +105,9 @@ def fuse_adam(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     if isinstance(optimizer, torch.optim.Adam) and params and params[0].device.type in ("cpu", "cuda"):
         for group in optimizer.param_groups:
             group.update(fused=True, foreach=False)
+        # The fused kernel writes the weights without bumping their version counters, as every other in-place
+        # update does; BFloat16 relies on those counters to know when its copies are stale.
+        optimizer.register_step_post_hook(lambda *_: increment_version(params))
     return optimizer
 
 

@@ -79,6 +79,51 @@ def test_bfloat16_wrapper_returns_float32_close_to_float32() -> None:
     assert models.unwrap(models.BFloat16(net)) is net and models.unwrap(net) is net
 
 
+def _autocast_reference(net: torch.nn.Module, *inputs: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Outputs and gradients of ``net`` run under plain autocast, one call per input, one backward for all."""
+    net.zero_grad()
+    outs = []
+    for x in inputs:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outs.append(net(x).float())
+    sum(o.sum() for o in outs).backward()
+    return [o.detach() for o in outs], [p.grad.clone() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("model", ["vanilla", "dcgan"])
+def test_bfloat16_weight_copies_give_autocasts_results_and_follow_every_update(model: str) -> None:
+    """The wrapper keeps its bfloat16 weights between calls; through fused Adam steps (which write the weights in
+    place) its outputs and gradients stay bit for bit those of autocast casting afresh, and the copies are made once
+    per update, not once per call."""
+    trainer = models.make_trainer(model, bf16=True, seed=3)
+    D, solver = trainer.D, trainer.D_solver
+    shape = (16, 1, 28, 28) if model == "dcgan" else (16, 784)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        real, fake = (torch.rand(shape, generator=gen) * 2 - 1 for _ in range(2))
+        expected_outs, expected_grads = _autocast_reference(models.unwrap(D), real, fake)
+        solver.zero_grad()
+        outs = [D(real), D(fake)]  # train_step's discriminator update: two calls, one backward
+        copies = {name: id(copy) for name, (_, copy) in D._copies.items()}
+        sum(o.sum() for o in outs).backward()
+        for out, expected in zip(outs, expected_outs):
+            assert torch.equal(out.detach(), expected)
+        for p, expected in zip(models.unwrap(D).parameters(), expected_grads):
+            assert torch.equal(p.grad, expected)
+        D(real)
+        assert {name: id(copy) for name, (_, copy) in D._copies.items()} == copies  # cast once, reused
+        solver.step()
+
+
+def test_bfloat16_keeps_the_channels_last_layout_of_a_one_channel_convolution() -> None:
+    conv = torch.nn.Conv2d(1, 4, 3).to(memory_format=torch.channels_last)
+    x = torch.rand(2, 1, 8, 8).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = conv(x)
+    out = models.BFloat16(conv)(x)
+    assert out.stride() == expected.stride() and torch.equal(out, expected.float())
+
+
 def test_fit_trains_and_ema_lags_behind(images: torch.Tensor) -> None:
     trainer = models.make_trainer("vanilla")
     ema = models.EMA(trainer.G, 0.9)
