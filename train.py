@@ -5,8 +5,8 @@
 
 The GAN is built by ``gan_utils.models.make_trainer`` (your gan_pytorch functions, one get_optimizer per network)
 and trained by ``gan_utils.training.fit``, as in the notebook, with the notebook's recipe for the model (batch
-size, EMA of G, bfloat16 where the machine supports it) unless flags say otherwise. On top of that: checkpoints
-(every --checkpoint_every epochs, at the end and on Ctrl-C), exact resume, and the flags below.
+size, G's learning rate, EMA of G, bfloat16 where the machine supports it) unless flags say otherwise. On top of
+that: checkpoints (every --checkpoint_every epochs, at the end and on Ctrl-C), exact resume, and the flags below.
 
 Writes into --out_dir (default runs/<model>): checkpoints/last.pt, images/<model>_iter<step>.png (samples of a
 fixed noise batch every --sample_interval steps) and loss.png. A resumed run gives the same weights as one never
@@ -44,7 +44,7 @@ FIXED_SAMPLES = 64
 SYNC_EVERY = 25  # steps between reading losses back (a device sync) to check that they are finite
 IMAGE_SHAPE = (1, 28, 28)  # MNIST: every model makes 28x28 single-channel images
 # Flags that change the trajectory: a resumed run must use the checkpoint's values.
-LOCKED = ("model", "batch_size", "lr", "b1", "b2", "latent_dim", "seed", "subset", "ema", "bf16")
+LOCKED = ("model", "batch_size", "lr", "g_lr", "b1", "b2", "latent_dim", "seed", "subset", "ema", "bf16")
 DEFAULTS = {"model": ckpt_io.DEFAULT_MODEL, "n_epochs": 10, "lr": gp.LEARNING_RATE, "b1": gp.BETAS[0],
             "b2": gp.BETAS[1], "latent_dim": gp.NOISE_DIM, "seed": 0, "subset": None, "sample_interval": 400,
             "checkpoint_every": 1}
@@ -62,7 +62,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n_epochs", type=positive_int, help="epochs in total, counting resumed ones (default 10)")
     p.add_argument("--batch_size", type=positive_int, help="default: the notebook's recipe for the model (128)")
     p.add_argument("--lr", type=positive_float,
-                   help=f"Adam's learning rate, both networks (default {gp.LEARNING_RATE:g})")
+                   help=f"Adam's learning rate, both networks unless --g_lr is given (default {gp.LEARNING_RATE:g})")
+    p.add_argument("--g_lr", type=positive_float,
+                   help="G's learning rate (default: the model's recipe where it sets one and --lr is not given, "
+                        "else --lr)")
     p.add_argument("--b1", type=unit_interval, help=f"Adam's beta1 (default {gp.BETAS[0]:g})")
     p.add_argument("--b2", type=unit_interval, help=f"Adam's beta2 (default {gp.BETAS[1]:g})")
     p.add_argument("--latent_dim", type=positive_int, help=f"noise size (default {gp.NOISE_DIM})")
@@ -90,6 +93,7 @@ def resolve_config(args: argparse.Namespace, saved: dict[str, Any] | None, bf16_
     """Fill unset flags from the checkpoint (when resuming), else from the defaults and the model's recipe."""
     given = {"bf16": False if args.no_bf16 else None, **{k: getattr(args, k) for k in LOCKED if k != "bf16"}}
     if saved is not None:
+        saved = {"g_lr": saved["lr"], **saved}  # checkpoints from before --g_lr trained G at --lr
         for key in LOCKED:
             if given[key] is not None and given[key] != saved[key]:
                 raise ConfigError(f"--{key} {given[key]} does not match the checkpoint ({key}={saved[key]}); "
@@ -101,6 +105,8 @@ def resolve_config(args: argparse.Namespace, saved: dict[str, Any] | None, bf16_
         config = {**DEFAULTS, "model": model, "batch_size": recipe.batch_size, "ema": recipe.ema_decay or 0.0,
                   "bf16": recipe.bf16 and bf16_here}
         config.update({k: v for k, v in given.items() if v is not None})
+        if config.get("g_lr") is None:
+            config["g_lr"] = recipe.g_lr if recipe.g_lr is not None and args.lr is None else config["lr"]
     for key in ("n_epochs", "sample_interval", "checkpoint_every"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
@@ -174,9 +180,9 @@ def train(args: argparse.Namespace) -> int:
     trainer = make_trainer(config["model"], noise_dim=config["latent_dim"], device=run_device, seed=config["seed"],
                            bf16=config["bf16"])
     # the flags' settings; their defaults are gan_pytorch's LEARNING_RATE and BETAS, as get_optimizer's
-    for solver in (trainer.D_solver, trainer.G_solver):
+    for solver, lr in ((trainer.D_solver, config["lr"]), (trainer.G_solver, config["g_lr"])):
         for group in solver.param_groups:
-            group.update(lr=config["lr"], betas=(config["b1"], config["b2"]))
+            group.update(lr=lr, betas=(config["b1"], config["b2"]))
     ema = EMA(trainer.G, config["ema"]) if config["ema"] else None
     history = History()
     fixed_noise = gp.sample_noise(FIXED_SAMPLES, config["latent_dim"], seed=config["seed"] + 1).to(run_device)

@@ -17,6 +17,7 @@ import train
 from cli import checkpoint as ckpt_io
 from gan_utils.data import MNISTDataError, load_mnist
 from gan_utils.models import MODELS
+from gan_utils.training import RECIPES
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--subset", "128", "--batch_size", "32"]  # 4 steps per epoch
@@ -65,6 +66,27 @@ def assert_same_state(a: dict, b: dict) -> None:
     assert a["step"] == b["step"] and a["batches"]["epoch"] == b["batches"]["epoch"]
 
 
+@pytest.mark.parametrize(("flags", "lr", "g_lr"), [
+    ([], gp.LEARNING_RATE, RECIPES["dcgan"].g_lr),
+    (["--lr", "5e-4"], 5e-4, 5e-4),
+    (["--g_lr", "3e-3"], gp.LEARNING_RATE, 3e-3),
+    (["--lr", "5e-4", "--g_lr", "3e-3"], 5e-4, 3e-3),
+])
+def test_g_learning_rate_comes_from_the_recipe_unless_a_flag_sets_a_rate(flags: list[str], lr: float,
+                                                                          g_lr: float) -> None:
+    config = train.resolve_config(train.parse_args(["--model", "dcgan", *flags]), None, bf16_here=False)
+    assert (config["lr"], config["g_lr"]) == (lr, g_lr)
+
+
+def test_a_checkpoint_from_before_g_lr_resumes_with_g_at_its_lr() -> None:
+    saved = train.resolve_config(train.parse_args(["--model", "dcgan", "--lr", "5e-4"]), None, bf16_here=False)
+    del saved["g_lr"]
+    config = train.resolve_config(train.parse_args(["--model", "dcgan"]), saved, bf16_here=False)
+    assert config["g_lr"] == 5e-4
+    with pytest.raises(train.ConfigError, match="--g_lr 0.002 does not match the checkpoint"):
+        train.resolve_config(train.parse_args(["--model", "dcgan", "--g_lr", "2e-3"]), saved, bf16_here=False)
+
+
 @pytest.mark.parametrize("model", list(MODELS))
 def test_each_model_trains_and_writes_its_outputs(model: str, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture) -> None:
@@ -74,6 +96,8 @@ def test_each_model_trains_and_writes_its_outputs(model: str, tmp_path: Path,
     ckpt = load(tmp_path)
     assert ckpt["model"] == model and ckpt["step"] == 4 and ckpt["batches"]["epoch"] == 0
     assert ckpt["config"]["latent_dim"] == gp.NOISE_DIM
+    assert ckpt["G_opt"]["param_groups"][0]["lr"] == ckpt["config"]["g_lr"] == (RECIPES[model].g_lr or gp.LEARNING_RATE)
+    assert ckpt["D_opt"]["param_groups"][0]["lr"] == ckpt["config"]["lr"] == gp.LEARNING_RATE
     assert ckpt["history"]["stats"].shape == (4, 4) and torch.isfinite(ckpt["history"]["stats"]).all()
     assert "1/1" in out and "D(G(z))" in out  # the per-epoch table
     for name in (f"images/{model}_iter00002.png", f"images/{model}_iter00004.png", "images/final.png", "loss.png"):

@@ -154,6 +154,12 @@ def test_train_model_follows_the_recipe_and_smoke_mode(images: torch.Tensor, tmp
     run = training.train_model("vanilla", images, recipe, image_dir=tmp_path, progress=False)
     assert len(run.history) == env.SMOKE_ITERATIONS and run.recipe.iterations == env.SMOKE_ITERATIONS
     assert run.G is run.ema.module and not run.G.training
+    rates = [g["lr"] for solver in (run.trainer.D_solver, run.trainer.G_solver) for g in solver.param_groups]
+    assert rates == [gp.LEARNING_RATE] * 2
+    faster_g = training.train_model("vanilla", images, training.Recipe(batch_size=8, iterations=1, g_lr=3e-3),
+                                    image_dir=tmp_path, progress=False)
+    assert faster_g.trainer.G_solver.param_groups[0]["lr"] == 3e-3
+    assert faster_g.trainer.D_solver.param_groups[0]["lr"] == gp.LEARNING_RATE
     monkeypatch.setenv("GAN_SMOKE", "0")
     assert recipe.for_this_run().iterations == 30
 

@@ -13,7 +13,7 @@ from torch import nn
 
 import gan_pytorch as gp
 from gan_utils import env
-from gan_utils.models import EMA, sample
+from gan_utils.models import EMA, sample, set_lr
 from gan_utils.toy.metrics import N_EVAL, mode_metrics
 from gan_utils.toy.networks import LIMIT, decision_surface, point_logits, toy_discriminator, toy_generator
 
@@ -197,8 +197,7 @@ def build_trainer(config: ToyConfig, seed: int = 0) -> gp.GANTrainer:
             solvers.append(torch.optim.SGD(net.parameters(), lr=lr))
         else:
             solver = gp.get_optimizer(net)
-            for group in solver.param_groups:
-                group["lr"] = lr
+            set_lr(solver, lr)
             solvers.append(solver)
     d_loss = gp.discriminator_loss
     if config.r1:
