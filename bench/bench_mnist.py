@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import gan_pytorch as gp  # noqa: E402
 from gan_utils import env  # noqa: E402
 from gan_utils import evaluation as ev  # noqa: E402
 from gan_utils.data import load_mnist  # noqa: E402
@@ -58,7 +59,8 @@ def main() -> None:
                 score = ev.evaluate_generator(run.G)
                 score["seconds"] = run.history.seconds
                 runs.setdefault((model, name), []).append(score)
-                print(f"seed {seed} {model:<8}{name:<7} batch {recipe.batch_size} x {recipe.iterations} it, EMA "
+                print(f"seed {seed} {model:<8}{name:<7} batch {recipe.batch_size} x {recipe.iterations} it, G lr "
+                      f"{recipe.g_lr or gp.LEARNING_RATE:g}, EMA "
                       f"{recipe.ema_decay}, bf16 {recipe.bf16}: {score['seconds']:6.1f} s, FD {score['fd']:7.2f}, "
                       f"classes>=5% {score['classes_5pct']}, min share {score['min_class_share']:.3f}", flush=True)
 
@@ -76,8 +78,8 @@ def main() -> None:
         digits = all(s["classes_5pct"] == 10 for s in ours)
         bars = [fd_r < fd_b, digits, t_r <= TIME_BAR[model] * t_b]
         print(f"{model:<8} recipe FD {fd_r:.1f} vs {fd_b:.1f} ({'lower' if bars[0] else 'NOT lower'}); every digit "
-              f">= 5 % in every run: {'yes' if digits else 'NO'}; time {t_r / t_b:.2f} of the baseline's (bar "
-              f"{TIME_BAR[model]:.2f}): {'met' if bars[2] else 'MISSED'}")
+              f">= 5 % in every run: {'yes' if digits else 'NO'}; time {t_r / t_b:.3f} of the baseline's (bar "
+              f"{TIME_BAR[model]:.3f}): {'met' if bars[2] else 'MISSED'}")
     print(f"total {time.process_time():.0f} CPU seconds")
 
 

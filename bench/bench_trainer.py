@@ -11,8 +11,9 @@ default Adam, float32, and the losses read back every step. (b) is ``gan_utils.m
 with bfloat16 networks (where the CPU supports them); with ``--compile``, (d) the same again with D and G passed
 through ``torch.compile``, its compilation timed apart (its first steps). The loops alternate, ``--repeats`` times,
 and each rate and speed-up is reported as mean ± std over the repeats. Then (b) and (c) each train
-``--quality_steps`` steps from each of ``--quality_seeds`` seeds and are scored by the Frechet distance of 10 000
-samples (mean ± std), so that the speed is not bought with quality. Prints figures only; asserts nothing.
+``--quality_steps`` steps from each of ``--quality_seeds`` seeds, G at the learning rate of the model's recipe, and
+are scored by the Frechet distance of 10 000 samples of G (mean ± std), so that the speed is not bought with
+quality. Prints figures only; asserts nothing.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ import gan_pytorch as gp  # noqa: E402
 from gan_utils import env  # noqa: E402
 from gan_utils import evaluation as ev  # noqa: E402
 from gan_utils.data import FILES, Batches, find_file, load_mnist, resolve_data_dir  # noqa: E402
-from gan_utils.models import MODELS, make_trainer  # noqa: E402
-from gan_utils.training import fit  # noqa: E402
+from gan_utils.models import MODELS, make_trainer, set_lr  # noqa: E402
+from gan_utils.training import RECIPES, fit  # noqa: E402
 
 
 def torchvision_mnist(tmp: Path):
@@ -137,6 +138,8 @@ def common_rate(steps: Callable[[], Iterator[None]]) -> Callable[[int, int], flo
 def quality(model: str, images: torch.Tensor, batch: int, steps: int, bf16: bool, seed: int) -> tuple[float, float]:
     """(Frechet distance of G after ``steps`` steps from ``seed``, seconds): through fit, as train.py trains."""
     trainer = make_trainer(model, bf16=bf16, seed=seed)
+    if RECIPES[model].g_lr is not None:
+        set_lr(trainer.G_solver, RECIPES[model].g_lr)
     torch.manual_seed(seed)
     history = fit(trainer, Batches(images, batch, seed=seed), steps, progress=False)
     return ev.evaluate_generator(trainer.G)["fd"], history.seconds
@@ -182,7 +185,9 @@ def main() -> None:
         print(f"{name:40s} {np.mean(values):13.2f} ± {np.std(values):5.2f} {ratio.mean():15.2f}x ± {ratio.std():4.2f}")
     if args.quality_seeds < 1:
         return
-    print(f"\nquality at {args.quality_steps} steps, seeds 0..{args.quality_seeds - 1}, 10 000 samples each:")
+    g_lr = RECIPES[args.model].g_lr
+    print(f"\nquality at {args.quality_steps} steps{f', G at learning rate {g_lr:g} (the recipe)' if g_lr else ''}, "
+          f"seeds 0..{args.quality_seeds - 1}, 10 000 samples each:")
     for flag in (False, True) if bf16 else (False,):
         runs = [quality(args.model, images, args.batch, args.quality_steps, flag, seed)
                 for seed in range(args.quality_seeds)]
