@@ -62,10 +62,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n_epochs", type=positive_int, help="epochs in total, counting resumed ones (default 10)")
     p.add_argument("--batch_size", type=positive_int, help="default: the notebook's recipe for the model (128)")
     p.add_argument("--lr", type=positive_float,
-                   help=f"Adam's learning rate, both networks unless --g_lr is given (default {gp.LEARNING_RATE:g})")
+                   help=f"Adam's learning rate for D, and for G unless --g_lr is given (default {gp.LEARNING_RATE:g})")
+    recipe_g_lr = ", ".join(f"{name} {recipe.g_lr or gp.LEARNING_RATE:g}" for name, recipe in RECIPES.items())
     p.add_argument("--g_lr", type=positive_float,
-                   help="G's learning rate (default: the model's recipe where it sets one and --lr is not given, "
-                        "else --lr)")
+                   help=f"Adam's learning rate for G (default: --lr if given, else the model's recipe: {recipe_g_lr})")
     p.add_argument("--b1", type=unit_interval, help=f"Adam's beta1 (default {gp.BETAS[0]:g})")
     p.add_argument("--b2", type=unit_interval, help=f"Adam's beta2 (default {gp.BETAS[1]:g})")
     p.add_argument("--latent_dim", type=positive_int, help=f"noise size (default {gp.NOISE_DIM})")
