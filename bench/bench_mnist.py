@@ -2,6 +2,7 @@
 
     python bench/bench_mnist.py                       # 3 seeds, all three models (about 75 min on 2 cores)
     python bench/bench_mnist.py --models dcgan --seeds 2
+    python bench/bench_mnist.py --models dcgan --seeds 2 --first_seed 3    # seeds 3 and 4
 
 For every seed, each model trains with CS231n's settings (gan_utils.training.CS231N: batch 128, Adam 1e-3 /
 (0.5, 0.999), 3900 iterations for the MLP GANs and 1950 for the DCGAN, float32, samples from G itself) and with
@@ -40,6 +41,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--seeds", type=int, default=3, help="seeds per model and setting (default 3)")
+    parser.add_argument("--first_seed", type=int, default=0,
+                        help="run seeds first_seed, first_seed + 1, ... (default 0), e.g. to check a recipe on seeds "
+                             "that played no part in choosing it")
     parser.add_argument("--threads", type=int, default=None, help="default: one per available core")
     args = parser.parse_args()
 
@@ -51,7 +55,7 @@ def main() -> None:
           f"classifier test accuracy {ev.classifier_accuracy():.4f}; real-data floor FD {floor['fd']:.2f}", flush=True)
     settings = {"CS231n": CS231N, "recipe": RECIPES}
     runs: dict[tuple[str, str], list[dict]] = {}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for model in args.models:
             for name, recipes in settings.items():
                 recipe = recipes[model]
