@@ -1,6 +1,6 @@
 """CS231n's MNIST settings against the notebook's recipes: training time and sample quality, in one run.
 
-    python bench/bench_mnist.py                       # 3 seeds, all three models (about 75 min on 2 cores)
+    python bench/bench_mnist.py                       # 3 seeds, all three models (about 50 min on 2 cores)
     python bench/bench_mnist.py --models dcgan --seeds 2
     python bench/bench_mnist.py --models dcgan --seeds 2 --first_seed 3    # seeds 3 and 4
 
