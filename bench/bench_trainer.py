@@ -40,7 +40,7 @@ import gan_pytorch as gp  # noqa: E402
 from gan_utils import env  # noqa: E402
 from gan_utils import evaluation as ev  # noqa: E402
 from gan_utils.data import FILES, Batches, find_file, load_mnist, resolve_data_dir  # noqa: E402
-from gan_utils.models import MODELS, make_trainer, set_lr  # noqa: E402
+from gan_utils.models import MODELS, make_trainer  # noqa: E402
 from gan_utils.training import RECIPES, fit  # noqa: E402
 
 
@@ -137,9 +137,7 @@ def common_rate(steps: Callable[[], Iterator[None]]) -> Callable[[int, int], flo
 
 def quality(model: str, images: torch.Tensor, batch: int, steps: int, bf16: bool, seed: int) -> tuple[float, float]:
     """(Frechet distance of G after ``steps`` steps from ``seed``, seconds): through fit, as train.py trains."""
-    trainer = make_trainer(model, bf16=bf16, seed=seed)
-    if RECIPES[model].g_lr is not None:
-        set_lr(trainer.G_solver, RECIPES[model].g_lr)
+    trainer = make_trainer(model, bf16=bf16, seed=seed, g_lr=RECIPES[model].g_lr)
     torch.manual_seed(seed)
     history = fit(trainer, Batches(images, batch, seed=seed), steps, progress=False)
     return ev.evaluate_generator(trainer.G)["fd"], history.seconds

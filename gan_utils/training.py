@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 import gan_pytorch as gp
 from gan_utils import env
 from gan_utils.data import Batches
-from gan_utils.models import EMA, make_trainer, sample, set_lr, unwrap
+from gan_utils.models import EMA, make_trainer, sample, unwrap
 from gan_utils.plots import save_grid
 
 
@@ -172,9 +172,7 @@ def train_model(model: str, images: torch.Tensor, recipe: Recipe | None = None, 
     """
     recipe = (recipe or RECIPES[model]).for_this_run()
     bf16 = recipe.bf16 and env.supports_bfloat16(images.device)
-    trainer = make_trainer(model, device=images.device, seed=seed, bf16=bf16, fast=recipe.fast)
-    if recipe.g_lr is not None:  # set after your get_optimizer, which made both optimizers
-        set_lr(trainer.G_solver, recipe.g_lr)
+    trainer = make_trainer(model, device=images.device, seed=seed, bf16=bf16, fast=recipe.fast, g_lr=recipe.g_lr)
     ema = EMA(trainer.G, recipe.ema_decay) if recipe.ema_decay else None
     torch.manual_seed(seed)  # the noise that train_step draws
     history = fit(trainer, Batches(images, recipe.batch_size, seed), recipe.iterations, ema=ema,
