@@ -207,6 +207,16 @@ def test_tiny_training_run_structure(dataset, monkeypatch):
     np.testing.assert_array_equal(run.snapshots[-1].samples, again.snapshots[-1].samples)
 
 
+def test_snapshots_do_not_change_the_run(dataset, monkeypatch):
+    monkeypatch.delenv("GAN_SMOKE", raising=False)
+    config = toy.ToyConfig(iters=12, g_hidden=16, d_hidden=16)
+    plain = toy.train_toy_gan(config, seed=3, dataset=dataset)
+    watched = toy.train_toy_gan(toy.ToyConfig(iters=12, g_hidden=16, d_hidden=16, snapshots=(3, 7)), seed=3,
+                                dataset=dataset)
+    np.testing.assert_array_equal(plain.snapshots[-1].samples, watched.snapshots[-1].samples)
+    assert plain.history["g_loss"] == watched.history["g_loss"]
+
+
 def test_saturating_run_uses_the_saturating_loss(dataset, monkeypatch):
     monkeypatch.delenv("GAN_SMOKE", raising=False)
     run = toy.train_toy_gan(toy.ToyConfig(loss="saturating", iters=3, log_every=1, g_hidden=8, d_hidden=8),

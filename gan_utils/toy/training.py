@@ -263,7 +263,10 @@ def train_toy_gan(config: ToyConfig, seed: int = 0, dataset: gp.Toy2dGridGaussia
                     history[name].append(float(value))
                 history["g_grad"].append(_grad_norm(trainer.G))
             if it in keep:
-                noise = gp.sample_noise(N_EVAL, config.noise_dim, seed=seed)
+                # sample_noise(seed=...) reseeds torch's generator: forked, so that the training's noise (and so the
+                # run) does not depend on when snapshots are taken
+                with torch.random.fork_rng(devices=[]):
+                    noise = gp.sample_noise(N_EVAL, config.noise_dim, seed=seed)
                 snapshots.append(Snapshot(it, sample(generator, noise).numpy(),
                                           decision_surface(trainer.D, limit=config.view)))
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
