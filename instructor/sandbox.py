@@ -556,6 +556,7 @@ class Sandboxes:
     def __init__(self, work: Path, runtime: Path, limits: Limits, secrets: list[Path], notebook: bool,
                  jobs: int = 1) -> None:
         self.work, self.runtime, self.limits, self.secrets = work, runtime, limits, secrets
+        self.uids = {uid for slot in range(max(1, jobs)) for uid in uids(slot).values()}
         self.level = isolation()
         if self.level == "uid" and (bad := unreadable_by_others(list(python_paths()))):
             # without a mount namespace, the sandbox's own uids see the real file system: they must be able to
@@ -634,9 +635,32 @@ class Sandboxes:
         return result
 
     def close(self) -> None:
+        """Stop the template, wait until every sandboxed process is gone, and remove the cgroups."""
         self.template.close()
+        _wait_until_gone(self.uids)
         if self.cgroups is not None:
             self.cgroups.close()
+
+
+def _processes_of(uid_set: set[int]) -> list[str]:
+    """The pids of the processes that run under one of ``uid_set`` (or have yet to be reaped)."""
+    pids = []
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        try:
+            if name.isdigit() and os.stat(f"/proc/{name}").st_uid in uid_set:
+                pids.append(name)
+        except OSError:  # gone meanwhile
+            pass
+    return pids
+
+
+def _wait_until_gone(uid_set: set[int], timeout_s: float = 10.0) -> None:
+    """Wait (at most ``timeout_s``) until no process runs under ``uid_set``. When the template exits, its keepers
+    and their runs get their parent-death signal at once but take a moment to exit and be reaped; the grader says
+    that every run has stopped only once they have."""
+    deadline = time.monotonic() + timeout_s
+    while _processes_of(uid_set) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def copy_runtime(root: Path, runtime: Path) -> None:

@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -574,6 +575,21 @@ def test_ctrl_c_stops_the_run_at_once_and_cleans_up(tmp_path):
     left = [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) in range(sandbox.FIRST_UID,
                                                                                    sandbox.FIRST_UID + 30)]
     assert not left, f"sandbox processes left running: {left}"
+
+
+def test_closing_waits_until_the_sandboxed_processes_are_gone_but_not_forever():
+    mine = {os.getuid()}
+    assert str(os.getpid()) in sandbox._processes_of(mine)
+    started = time.monotonic()
+    sandbox._wait_until_gone(mine, timeout_s=0.2)  # this process never goes: the wait ends at its timeout
+    assert 0.2 <= time.monotonic() - started < 2
+    if os.geteuid() != 0:
+        return
+    uid = sandbox.FIRST_UID + 29
+    child = subprocess.Popen(["/bin/sleep", "0.5"], user=uid, group=uid)
+    threading.Thread(target=child.wait).start()  # reaped as soon as it exits, as the template's are
+    sandbox._wait_until_gone({uid}, timeout_s=10)
+    assert child.poll() is not None and sandbox._processes_of({uid}) == []
 
 
 @pytest.mark.parametrize("level", ["uid", "rlimits"])
