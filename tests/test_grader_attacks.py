@@ -29,6 +29,7 @@ from instructor.submissions import Submission
 LIMITS = sandbox.Limits(wall_s=20, part_timeout_s=4, memory_mb=4500, nproc=100, cgroup_memory_mb=1500)
 HONEST = ("solution", "honest_b", "honest_b-2", "zoe", "sleepy")  # sleepy: 6 s of sleep in a 4 s CPU-time part
 ZIPS = {"enc": "encrypted", "damaged": "", "deep": "folders deep", "method": "NotImplementedError"}
+SANDBOX_UIDS = set(range(sandbox.FIRST_UID, sandbox.FIRST_UID + 30))  # those of the first 10 slots
 
 
 def _rows(out: Path) -> dict[str, dict[str, str]]:
@@ -198,16 +199,8 @@ def test_a_fork_bomb_is_contained_and_killed(module_run):
     forked = int(message.split("FORKED ")[1].split()[0].rstrip(")"))
     assert 0 < forked < LIMITS.nproc, message
     assert r.score == 100 - PART["interpolate_latent"].points, _reasons(r)
-    left = [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) in range(sandbox.FIRST_UID,
-                                                                                   sandbox.FIRST_UID + 30)]
+    left = sandbox._processes_of(SANDBOX_UIDS)
     assert not left, f"sandbox processes left running: {left}"
-
-
-def _uid_of(pid: str) -> int:
-    try:
-        return os.stat(f"/proc/{pid}").st_uid
-    except OSError:
-        return -1
 
 
 def test_memory_is_capped_across_a_submissions_processes(module_run):
@@ -572,8 +565,7 @@ def test_ctrl_c_stops_the_run_at_once_and_cleans_up(tmp_path):
     assert "interrupted" in proc.stderr.read()
     assert not list(tmpdir.iterdir()), "the work folder was left behind"
     assert not (tmp_path / "out" / "gradebook.csv").exists()
-    left = [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) in range(sandbox.FIRST_UID,
-                                                                                   sandbox.FIRST_UID + 30)]
+    left = sandbox._processes_of(SANDBOX_UIDS)
     assert not left, f"sandbox processes left running: {left}"
 
 
