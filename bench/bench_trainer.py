@@ -2,14 +2,17 @@
 train.py's), and the quality of float32 against bfloat16 at equal steps.
 
     python bench/bench_trainer.py [--model vanilla] [--batch 128] [--steps 60] [--repeats 5] [--quality_seeds 3]
-                                  [--compile]
+                                  [--compile] [--g_once]
 
 (a) is the loop of the popular PyTorch-GAN ``gan.py``, on the same networks: torchvision's MNIST with
 ToTensor/Normalize through a DataLoader(shuffle=True), a Sigmoid on D with nn.BCELoss, numpy noise, PyTorch's
 default Adam, float32, and the losses read back every step. (b) is ``gan_utils.models.make_trainer`` +
 ``gan_utils.training.fit``: the in-memory tensor, fused Adam, channels-last convolutions, float32; (c) the same
 with bfloat16 networks (where the CPU supports them); with ``--compile``, (d) the same again with D and G passed
-through ``torch.compile``, its compilation timed apart (its first steps). The loops alternate, ``--repeats`` times,
+through ``torch.compile``, its compilation timed apart (its first steps); with ``--g_once``, (e) the bfloat16 path
+with a step that runs G once (``g_once_step``, pytorch/examples' DCGAN step; not the notebook's), which shows how much
+of the gap to the DataLoader loop, which also runs G once, comes from the graded step's second pass through G. The
+loops alternate, ``--repeats`` times,
 and each rate and speed-up is reported as mean ± std over the repeats. Then (b) and (c) each train
 ``--quality_steps`` steps from each of ``--quality_seeds`` seeds, G at the learning rate of the model's recipe, and
 are scored by the Frechet distance of 10 000 samples of G (mean ± std), so that the speed is not bought with
@@ -19,6 +22,7 @@ quality. Prints figures only; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import os
 import platform
@@ -92,11 +96,30 @@ def common_loop(model: str, dataset, batch: int) -> Callable[[], Iterator[None]]
     return steps
 
 
-def project_loop(model: str, images: torch.Tensor, batch: int, bf16: bool, compiled: bool = False
-                 ) -> Callable[[int, int], float]:
+def g_once_step(trainer: gp.GANTrainer, real_batch: torch.Tensor) -> gp.StepStats:
+    """A reference step, not the notebook's: pytorch/examples' DCGAN step, in which G's fakes serve both updates, so G
+    runs once a step (the graded ``train_step`` draws fresh noise for G's update and so runs G twice)."""
+    fake = trainer.G(gp.sample_noise(real_batch.shape[0], trainer.noise_dim).to(real_batch.device))
+    trainer.D_solver.zero_grad()
+    out_real, out_fake = trainer.D(real_batch), trainer.D(fake.detach())
+    d_loss = trainer.discriminator_loss(out_real, out_fake)
+    d_loss.backward()
+    trainer.D_solver.step()
+    trainer.G_solver.zero_grad()
+    g_loss = trainer.generator_loss(trainer.D(fake))
+    g_loss.backward()
+    trainer.G_solver.step()
+    return gp.StepStats(d_loss.detach(), g_loss.detach(), trainer.mean_output(out_real), trainer.mean_output(out_fake))
+
+
+def project_loop(model: str, images: torch.Tensor, batch: int, bf16: bool, compiled: bool = False,
+                 g_once: bool = False) -> Callable[[int, int], float]:
     """This project's path, timed through ``fit`` itself: make_trainer's GAN on in-memory batches. ``compiled``:
-    D and G through ``torch.compile``, compiled here by their first steps (printed with their seconds)."""
+    D and G through ``torch.compile``, compiled here by their first steps (printed with their seconds). ``g_once``:
+    ``g_once_step`` in place of the graded ``train_step``."""
     trainer = make_trainer(model, bf16=bf16)
+    if g_once:
+        trainer.train_step = functools.partial(g_once_step, trainer)
     batches = Batches(images, batch, seed=0)
     history = None
     if compiled:
@@ -154,6 +177,8 @@ def main() -> None:
     p.add_argument("--quality_seeds", type=int, default=3,
                    help="seeds of the quality runs (mean ± std over them; 0: none)")
     p.add_argument("--compile", action="store_true", help="also time the project's path through torch.compile")
+    p.add_argument("--g_once", action="store_true",
+                   help="also time the bfloat16 path with a step that runs G once (a reference, not the notebook's)")
     args = p.parse_args()
     threads = env.set_threads()
     bf16 = env.supports_bfloat16("cpu")
@@ -172,6 +197,9 @@ def main() -> None:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tmp) / "inductor")  # from cold, as a first run compiles
             name = f"project path, {'bfloat16' if bf16 else 'float32'}, compiled"
             loops[name] = project_loop(args.model, images, args.batch, bf16=bf16, compiled=True)
+        if args.g_once:
+            name = f"project path, {'bfloat16' if bf16 else 'float32'}, G once a step"
+            loops[name] = project_loop(args.model, images, args.batch, bf16=bf16, g_once=True)
         rates: dict[str, list[float]] = {name: [] for name in loops}
         for _ in range(args.repeats):
             for name, rate in loops.items():

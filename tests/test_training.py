@@ -208,3 +208,19 @@ def test_plots_write_their_files(images: torch.Tensor, tmp_path) -> None:
 def test_smooth_is_a_running_mean() -> None:
     np.testing.assert_allclose(plots.smooth(np.array([1.0, 3.0, 5.0, 7.0]), window=2), [1.0, 2.0, 4.0, 6.0])
     assert plots.smooth(np.array([]), 5).shape == (0,)
+
+
+def test_the_trainer_benchmarks_reference_step_runs_g_once_and_updates_both_networks(images: torch.Tensor) -> None:
+    from bench.bench_trainer import g_once_step
+
+    trainer = models.make_trainer("vanilla", bf16=True)
+    nets = {"D": trainer.D, "G": trainer.G}
+    calls = dict.fromkeys(nets, 0)
+    for name, net in nets.items():
+        net.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    before = {name: [p.detach().clone() for p in net.parameters()] for name, net in nets.items()}
+    stats = g_once_step(trainer, images[:8])
+    assert calls == {"D": 3, "G": 1}  # the graded train_step runs G twice
+    for name, net in nets.items():
+        assert all(not torch.equal(old, new) for old, new in zip(before[name], net.parameters())), name
+    assert isinstance(stats, gp.StepStats) and all(value.ndim == 0 for value in stats)
