@@ -22,6 +22,7 @@ quality. Prints figures only; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import gzip
 import os
@@ -44,7 +45,7 @@ import gan_pytorch as gp  # noqa: E402
 from gan_utils import env  # noqa: E402
 from gan_utils import evaluation as ev  # noqa: E402
 from gan_utils.data import FILES, Batches, find_file, load_mnist, resolve_data_dir  # noqa: E402
-from gan_utils.models import MODELS, make_trainer  # noqa: E402
+from gan_utils.models import MODELS, BFloat16, make_trainer  # noqa: E402
 from gan_utils.training import RECIPES, fit  # noqa: E402
 
 
@@ -158,6 +159,37 @@ def common_rate(steps: Callable[[], Iterator[None]]) -> Callable[[int, int], flo
     return rate
 
 
+@torch.no_grad()
+def product_speedup(model: str, batch: int, repeats: int, calls: int = 50) -> np.ndarray:
+    """bfloat16 over float32 speed of G's matrix products alone: the forward of each of G's linear and convolution
+    layers on the input it gets from G (batch ``batch``), in float32 and with bfloat16 weights and input; one ratio
+    of the summed times per repeat. A step made mostly of such products can gain little more than this from
+    bfloat16."""
+    G = make_trainer(model).G
+    inputs: dict[nn.Module, torch.Tensor] = {}
+    layers = [m for m in G.modules() if isinstance(m, BFloat16.CAST)]
+
+    def keep_input(layer: nn.Module, args: tuple[torch.Tensor, ...], _: torch.Tensor) -> None:
+        inputs[layer] = args[0]
+
+    hooks = [m.register_forward_hook(keep_input) for m in layers]
+    G(gp.sample_noise(batch, gp.NOISE_DIM))
+    for hook in hooks:
+        hook.remove()
+    pairs = [((m, inputs[m]), (copy.deepcopy(m).to(torch.bfloat16), inputs[m].to(torch.bfloat16))) for m in layers]
+
+    def seconds(precision: int) -> float:
+        start = time.perf_counter()
+        for _ in range(calls):
+            for pair in pairs:
+                layer, x = pair[precision]
+                layer(x)
+        return time.perf_counter() - start
+
+    seconds(0), seconds(1)  # warm-up
+    return np.array([seconds(0) / seconds(1) for _ in range(repeats)])
+
+
 def quality(model: str, images: torch.Tensor, batch: int, steps: int, bf16: bool, seed: int) -> tuple[float, float]:
     """(Frechet distance of G after ``steps`` steps from ``seed``, seconds): through fit, as train.py trains."""
     trainer = make_trainer(model, bf16=bf16, seed=seed, g_lr=RECIPES[model].g_lr)
@@ -209,6 +241,10 @@ def main() -> None:
     for name, values in rates.items():
         ratio = np.array(values) / common  # per repeat: both loops timed back to back
         print(f"{name:40s} {np.mean(values):13.2f} ± {np.std(values):5.2f} {ratio.mean():15.2f}x ± {ratio.std():4.2f}")
+    if bf16:
+        ratio = product_speedup(args.model, args.batch, args.repeats)
+        print(f"G's matrix products alone (its linear and convolution layers' forward), bfloat16 over float32: "
+              f"{ratio.mean():.2f}x ± {ratio.std():.2f}")
     if args.quality_seeds < 1:
         return
     g_lr = RECIPES[args.model].g_lr
