@@ -5,18 +5,19 @@ train.py's), and the quality of float32 against bfloat16 at equal steps.
                                   [--compile] [--g_once]
 
 (a) is the loop of the popular PyTorch-GAN ``gan.py``, on the same networks: torchvision's MNIST with
-ToTensor/Normalize through a DataLoader(shuffle=True), a Sigmoid on D with nn.BCELoss, numpy noise, PyTorch's
-default Adam, float32, and the losses read back every step. (b) is ``gan_utils.models.make_trainer`` +
-``gan_utils.training.fit``: the in-memory tensor, fused Adam, channels-last convolutions, float32; (c) the same
-with bfloat16 networks (where the CPU supports them); with ``--compile``, (d) the same again with D and G passed
-through ``torch.compile``, its compilation timed apart (its first steps); with ``--g_once``, (e) the bfloat16 path
-with a step that runs G once (``g_once_step``, pytorch/examples' DCGAN step; not the notebook's), which shows how much
-of the gap to the DataLoader loop, which also runs G once, comes from the graded step's second pass through G. The
-loops alternate, ``--repeats`` times,
-and each rate and speed-up is reported as mean ± std over the repeats. Then (b) and (c) each train
-``--quality_steps`` steps from each of ``--quality_seeds`` seeds, G at the learning rate of the model's recipe, and
-are scored by the Frechet distance of 10 000 samples of G (mean ± std), so that the speed is not bought with
-quality. Prints figures only; asserts nothing.
+ToTensor/Normalize through a DataLoader(shuffle=True), a Sigmoid on D with nn.BCELoss, numpy noise, PyTorch's default
+Adam, float32, and the losses read back every step. (b) is ``gan_utils.models.make_trainer`` +
+``gan_utils.training.fit``: the in-memory tensor, fused Adam, channels-last convolutions, float32; (c) the same with
+bfloat16 networks (where the CPU supports them); with ``--compile``, (d) the same again with D and G passed through
+``torch.compile``, its compilation timed apart (its first steps); with ``--g_once``, (e) the path of (c) (of (b)
+without bfloat16) with a step that runs G once (``g_once_step``, pytorch/examples' DCGAN step; not the notebook's),
+which shows how much of the gap to the DataLoader loop, which also runs G once, comes from the graded step's second
+pass through G. The loops alternate, ``--repeats`` times, and each rate and speed-up is reported as mean ± std over
+the repeats; so is the speed-up that bfloat16 gives G's matrix products alone (``product_speedup``, where bfloat16 is
+supported), near which a step made mostly of them stays. Then (b) and (c) each train ``--quality_steps`` steps from
+each of ``--quality_seeds`` seeds, G at the learning rate of the model's recipe, and are scored by the Frechet
+distance of 10 000 samples of G (mean ± std), so that the speed is not bought with quality. Prints figures only;
+asserts nothing.
 """
 
 from __future__ import annotations
@@ -210,7 +211,8 @@ def main() -> None:
                    help="seeds of the quality runs (mean ± std over them; 0: none)")
     p.add_argument("--compile", action="store_true", help="also time the project's path through torch.compile")
     p.add_argument("--g_once", action="store_true",
-                   help="also time the bfloat16 path with a step that runs G once (a reference, not the notebook's)")
+                   help="also time the project's path (bfloat16 where supported) with a step that runs G once "
+                        "(a reference, not the notebook's)")
     args = p.parse_args()
     threads = env.set_threads()
     bf16 = env.supports_bfloat16("cpu")

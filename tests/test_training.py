@@ -224,3 +224,11 @@ def test_the_trainer_benchmarks_reference_step_runs_g_once_and_updates_both_netw
     for name, net in nets.items():
         assert all(not torch.equal(old, new) for old, new in zip(before[name], net.parameters())), name
     assert isinstance(stats, gp.StepStats) and all(value.ndim == 0 for value in stats)
+
+
+@pytest.mark.parametrize("model", ["vanilla", "dcgan"])
+def test_the_trainer_benchmarks_product_speedup_times_every_layer_of_g(model: str) -> None:
+    from bench.bench_trainer import product_speedup
+
+    ratios = product_speedup(model, batch=4, repeats=2, calls=1)
+    assert ratios.shape == (2,) and np.all(np.isfinite(ratios)) and np.all(ratios > 0)
