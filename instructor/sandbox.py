@@ -117,6 +117,11 @@ def uids(slot: int) -> dict[str, int]:
     return {"probe": base, "driver": base + 1, "kernel": base + 2}
 
 
+def all_uids(slots: int) -> set[int]:
+    """Every sandbox uid of the first ``slots`` parallel slots."""
+    return {uid for slot in range(slots) for uid in uids(slot).values()}
+
+
 _ISOLATION_TEST = """
 import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
@@ -556,7 +561,7 @@ class Sandboxes:
     def __init__(self, work: Path, runtime: Path, limits: Limits, secrets: list[Path], notebook: bool,
                  jobs: int = 1) -> None:
         self.work, self.runtime, self.limits, self.secrets = work, runtime, limits, secrets
-        self.uids = {uid for slot in range(max(1, jobs)) for uid in uids(slot).values()}
+        self.uids = all_uids(max(1, jobs))
         self.level = isolation()
         if self.level == "uid" and (bad := unreadable_by_others(list(python_paths()))):
             # without a mount namespace, the sandbox's own uids see the real file system: they must be able to

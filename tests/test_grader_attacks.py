@@ -29,7 +29,7 @@ from instructor.submissions import Submission
 LIMITS = sandbox.Limits(wall_s=20, part_timeout_s=4, memory_mb=4500, nproc=100, cgroup_memory_mb=1500)
 HONEST = ("solution", "honest_b", "honest_b-2", "zoe", "sleepy")  # sleepy: 6 s of sleep in a 4 s CPU-time part
 ZIPS = {"enc": "encrypted", "damaged": "", "deep": "folders deep", "method": "NotImplementedError"}
-SANDBOX_UIDS = set(range(sandbox.FIRST_UID, sandbox.FIRST_UID + 30))  # those of the first 10 slots
+SANDBOX_UIDS = sandbox.all_uids(10)
 
 
 def _rows(out: Path) -> dict[str, dict[str, str]]:
@@ -577,7 +577,7 @@ def test_closing_waits_until_the_sandboxed_processes_are_gone_but_not_forever():
     assert 0.2 <= time.monotonic() - started < 2
     if os.geteuid() != 0:
         return
-    uid = sandbox.FIRST_UID + 29
+    uid = sandbox.uids(9)["kernel"]
     child = subprocess.Popen(["/bin/sleep", "0.5"], user=uid, group=uid)
     threading.Thread(target=child.wait).start()  # reaped as soon as it exits, as the template's are
     sandbox._wait_until_gone({uid}, timeout_s=10)
