@@ -227,13 +227,12 @@ def main() -> None:
                  "project path, float32": project_loop(args.model, images, args.batch, bf16=False)}
         if bf16:
             loops["project path, bfloat16"] = project_loop(args.model, images, args.batch, bf16=True)
+        fastest = f"project path, {'bfloat16' if bf16 else 'float32'}"
         if args.compile:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tmp) / "inductor")  # from cold, as a first run compiles
-            name = f"project path, {'bfloat16' if bf16 else 'float32'}, compiled"
-            loops[name] = project_loop(args.model, images, args.batch, bf16=bf16, compiled=True)
+            loops[f"{fastest}, compiled"] = project_loop(args.model, images, args.batch, bf16=bf16, compiled=True)
         if args.g_once:
-            name = f"project path, {'bfloat16' if bf16 else 'float32'}, G once a step"
-            loops[name] = project_loop(args.model, images, args.batch, bf16=bf16, g_once=True)
+            loops[f"{fastest}, G once a step"] = project_loop(args.model, images, args.batch, bf16=bf16, g_once=True)
         rates: dict[str, list[float]] = {name: [] for name in loops}
         for _ in range(args.repeats):
             for name, rate in loops.items():

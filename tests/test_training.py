@@ -227,7 +227,7 @@ def test_the_trainer_benchmarks_reference_step_runs_g_once_and_updates_both_netw
 
 
 @pytest.mark.parametrize("model", ["vanilla", "dcgan"])
-def test_the_trainer_benchmarks_product_speedup_times_every_layer_of_g(model: str) -> None:
+def test_the_trainer_benchmarks_product_speedup_gives_a_ratio_per_repeat(model: str) -> None:
     from bench.bench_trainer import product_speedup
 
     ratios = product_speedup(model, batch=4, repeats=2, calls=1)
