@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -300,3 +301,18 @@ def test_with_rejection_redraws_only_the_final_samples(dataset, monkeypatch):
     assert redrawn.snapshots[-1].samples.shape == (metrics.N_EVAL, 2)
     assert not np.array_equal(redrawn.snapshots[-1].samples, run.snapshots[-1].samples)
     assert redrawn.metrics == toy.mode_metrics(redrawn.snapshots[-1].samples, dataset)
+
+
+def test_the_toy_benchmark_leaves_out_a_run_whose_rejection_sampling_fails(monkeypatch, capsys):
+    from bench import bench_toy
+
+    runs = [SimpleNamespace(seed=seed) for seed in (3, 4, 5)]
+
+    def with_rejection(run, dataset):
+        if run.seed == 4:
+            raise ValueError("rejection sampling kept only 3 of 1000000 samples")
+        return run
+
+    monkeypatch.setattr(bench_toy.toy, "with_rejection", with_rejection)
+    assert bench_toy.through_d("candidate", runs, None) == [runs[0], runs[2]]
+    assert "candidate, seed 4: left out of its row through D: rejection sampling kept only 3" in capsys.readouterr().out
