@@ -121,12 +121,12 @@ def test_config_rejects_bad_values():
         networks.toy_generator(norm="group")
 
 
-def test_smoke_config_keeps_snapshots_head_start_and_r1_phase_inside_the_run(monkeypatch):
+def test_smoke_config_keeps_snapshots_head_start_r1_and_noise_phases_inside_the_run(monkeypatch):
     monkeypatch.setenv("GAN_SMOKE", "1")
-    tiny = toy.ToyConfig(iters=3000, snapshots=(100, 500, 1500), d_head_start=600, r1=0.3,
-                         r1_steps=1500).for_this_run()
+    tiny = toy.ToyConfig(iters=3000, snapshots=(100, 500, 1500), d_head_start=600, r1=0.3, r1_steps=1500,
+                         d_noise=0.2, d_noise_steps=1500).for_this_run()
     assert tiny.iters == env.SMOKE_ITERATIONS and tiny.d_head_start == 600 * env.SMOKE_ITERATIONS // 3000
-    assert tiny.r1_steps == env.SMOKE_ITERATIONS // 2
+    assert tiny.r1_steps == tiny.d_noise_steps == env.SMOKE_ITERATIONS // 2
     assert all(0 < s < tiny.iters for s in tiny.snapshots) and len(tiny.snapshots) >= 2
     monkeypatch.setenv("GAN_SMOKE", "0")
     config = toy.ToyConfig(iters=3000)
@@ -187,6 +187,30 @@ def test_r1_penalty_stops_after_its_steps(monkeypatch):
     assert run.trainer.discriminator_loss.__self__.calls == 6 and np.isfinite(run.history["d_loss"]).all()
     with pytest.raises(ValueError, match="r1_steps"):
         toy.ToyConfig(r1=0.3, r1_steps=-1)
+
+
+def test_instance_noise_blurs_d_inputs_while_training_and_fades_to_nothing(dataset, monkeypatch):
+    monkeypatch.delenv("GAN_SMOKE", raising=False)
+    noisy = training.InstanceNoise(torch.nn.Identity(), std=0.5)
+    x = torch.zeros(20_000, 2)
+    assert 0.48 < float(noisy(x).std()) < 0.52  # training: Gaussian noise of std 0.5 on every input
+    with torch.no_grad():
+        assert torch.equal(noisy(x), x)  # plots and sampling: D sees the points themselves
+    noisy.std = 0.0
+    assert torch.equal(noisy(x), x)
+    config = toy.ToyConfig(iters=8, d_noise=0.2, d_noise_steps=4, r1=0.3, g_hidden=8, d_hidden=8)
+    assert [training._noise_std(config, k) for k in (1, 3, 5, 8)] == pytest.approx([0.2, 0.1, 0.0, 0.0])
+    assert training._noise_std(dataclasses.replace(config, d_noise_steps=None), 5) == pytest.approx(0.1)
+    trainer = training.build_trainer(config)
+    assert isinstance(trainer.D.net, training.InstanceNoise)  # inside R1's wrapper: the penalty's gradient is D's
+    run = toy.train_toy_gan(config, dataset=dataset)
+    [module] = [m for m in run.trainer.D.modules() if isinstance(m, training.InstanceNoise)]
+    assert module.std == 0.0 and np.isfinite(run.history["d_loss"]).all()
+    assert np.isfinite(networks.decision_surface(run.trainer.D, n=5)).all()
+    with pytest.raises(ValueError, match="d_noise"):
+        toy.ToyConfig(d_noise=-0.1)
+    with pytest.raises(ValueError, match="d_noise_steps"):
+        toy.ToyConfig(d_noise=0.1, d_noise_steps=0)
 
 
 def test_tiny_training_run_structure(dataset, monkeypatch):

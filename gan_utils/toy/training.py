@@ -34,8 +34,9 @@ class ToyConfig:
     learns (G's learning rate is 0), so that D pulls ahead. ``lr_decay``: the share of the run, at its end, over which
     both learning rates fall linearly to 0. ``ema``: decay of the moving average of G's weights that samples are
     drawn from. ``r1``: weight of the R1 penalty on D (``R1Penalty``), applied in D's first ``r1_steps`` updates
-    (None: all of them). ``g_start``: G's samples start around (g_start, g_start) instead of the origin (its output
-    bias is shifted).
+    (None: all of them). ``d_noise``: standard deviation of the Gaussian noise added to D's inputs while it trains
+    (``InstanceNoise``), falling linearly to 0 over the first ``d_noise_steps`` steps (None: the whole run).
+    ``g_start``: G's samples start around (g_start, g_start) instead of the origin (its output bias is shifted).
     """
 
     loss: str = "nonsaturating"
@@ -57,6 +58,8 @@ class ToyConfig:
     ema: float | None = None
     r1: float = 0.0
     r1_steps: int | None = None
+    d_noise: float = 0.0
+    d_noise_steps: int | None = None
     g_start: float = 0.0
     view: float = LIMIT  # the plane [-view, view]^2 on which D's surface is recorded and the plots are drawn
     snapshots: tuple[int, ...] = ()  # iterations, besides the last, at which to keep samples and D's surface
@@ -77,10 +80,13 @@ class ToyConfig:
                              f"{self.d_head_start}")
         if self.r1 < 0 or (self.r1_steps is not None and self.r1_steps < 0):
             raise ValueError(f"r1 and r1_steps must not be negative, got {self.r1} and {self.r1_steps}")
+        if self.d_noise < 0 or (self.d_noise_steps is not None and self.d_noise_steps < 1):
+            raise ValueError(f"d_noise must not be negative and d_noise_steps must be positive, got {self.d_noise} "
+                             f"and {self.d_noise_steps}")
 
     def for_this_run(self) -> ToyConfig:
         """The config as it will run now: in smoke mode, cut to a few iterations (snapshots, the head start and
-        the R1 phase scaled alike)."""
+        the R1 and noise phases scaled alike)."""
         iters = env.iterations(self.iters)
         if iters == self.iters:
             return self
@@ -90,8 +96,9 @@ class ToyConfig:
 
         snaps = tuple(sorted({max(1, scale(s)) for s in self.snapshots if s < self.iters} - {iters}))
         r1_steps = None if self.r1_steps is None else scale(self.r1_steps)
+        noise_steps = None if self.d_noise_steps is None else max(1, scale(self.d_noise_steps))
         return replace(self, iters=iters, snapshots=snaps, d_head_start=scale(self.d_head_start), r1_steps=r1_steps,
-                       log_every=1)
+                       d_noise_steps=noise_steps, log_every=1)
 
 
 @dataclass
@@ -169,6 +176,23 @@ class R1Penalty:
         return base + self.gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
 
 
+class InstanceNoise(nn.Module):
+    """D with Gaussian noise of standard deviation ``std`` added to its inputs, real and fake alike, whenever
+    gradients are on (training; D's plots and sampling run without them). Blurring both distributions makes them
+    overlap, so D cannot separate them perfectly and its gradient still points G toward modes that G has not reached
+    (Sønderby et al., 2017; Arjovsky and Bottou, 2017). The training loop lowers ``std`` step by step.
+    """
+
+    def __init__(self, net: nn.Module, std: float) -> None:
+        super().__init__()
+        self.net, self.std = net, std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.std > 0 and torch.is_grad_enabled():
+            x = x + self.std * torch.randn_like(x)
+        return self.net(x)
+
+
 class _Remembering(nn.Module):
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
@@ -191,6 +215,8 @@ def build_trainer(config: ToyConfig, seed: int = 0) -> gp.GANTrainer:
     G = toy_generator(config.noise_dim, config.g_hidden, config.g_layers, config.g_norm)
     with torch.no_grad():
         G[-1].bias += config.g_start
+    if config.d_noise:
+        D = InstanceNoise(D, config.d_noise)
     solvers = []
     for net, lr, sgd in ((D, config.d_lr or config.lr, False), (G, config.lr, config.optimizer == "sgd")):
         if sgd:
@@ -209,6 +235,12 @@ def build_trainer(config: ToyConfig, seed: int = 0) -> gp.GANTrainer:
 def _grad_norm(module: nn.Module) -> float:
     grads = [p.grad.flatten() for p in module.parameters() if p.grad is not None]
     return float(torch.cat(grads).norm()) if grads else 0.0
+
+
+def _noise_std(config: ToyConfig, step: int) -> float:
+    """The standard deviation of the noise on D's inputs at ``step`` (1-based): falling linearly to 0."""
+    steps = config.d_noise_steps or config.iters
+    return config.d_noise * max(0.0, 1.0 - (step - 1) / steps)
 
 
 def _lr_factor(config: ToyConfig, step: int) -> float:
@@ -232,6 +264,7 @@ def train_toy_gan(config: ToyConfig, seed: int = 0, dataset: gp.Toy2dGridGaussia
     dataset = dataset if dataset is not None else gp.Toy2dGridGaussiansDataset()
     points = dataset.points
     trainer = build_trainer(config, seed)
+    noisy = [m for m in trainer.D.modules() if isinstance(m, InstanceNoise)]
     ema = EMA(trainer.G, config.ema) if config.ema else None
     generator = ema.module if ema is not None else trainer.G
     base_lrs = [[g["lr"] for g in s.param_groups] for s in (trainer.D_solver, trainer.G_solver)]
@@ -254,6 +287,8 @@ def train_toy_gan(config: ToyConfig, seed: int = 0, dataset: gp.Toy2dGridGaussia
                                         (trainer.G_solver, base_lrs[1], it <= config.d_head_start)):
                 for group, lr in zip(solver.param_groups, lrs):
                     group["lr"] = 0.0 if frozen else lr * factor
+            for module in noisy:
+                module.std = _noise_std(config, it)
             stats = trainer.train_step(points[torch.randint(len(points), (config.batch_size,), generator=batches)])
             if ema is not None:
                 ema.update(trainer.G)
