@@ -12,8 +12,8 @@ wall time of a run (training, plus rejection sampling where used), next to PacGA
 of samples that rejection sampling kept; the norm of G's gradient in the stalled pair; and the remedy's gain over
 the baseline in standard deviations. With more than 5 seeds from seed 0 it also splits the baseline, the remedy and
 the candidates drawn through D into the notebook's seeds 0-4 (on which the remedy's settings were chosen) and the
-held-out rest. A run whose
-rejection sampling fails (D rejects nearly every sample) is reported and left out of its row. Asserts nothing.
+held-out rest. A run whose rejection sampling fails (D rejects nearly every sample) is reported and left out of its
+row. Asserts nothing.
 """
 
 from __future__ import annotations
