@@ -44,6 +44,11 @@ TRAINED, REMEDY = "remedy's training alone", "remedy: its training + rejection t
 NOTEBOOK_SEEDS = 5  # the notebook runs seeds 0-4; the remedy's settings were chosen on them
 
 
+def through_d_label(name: str) -> str:
+    """The row name of ``name``'s runs with their final samples drawn through D."""
+    return f"{name} + rejection through D"
+
+
 def through_d(name: str, runs: list[toy.ToyRun], dataset: gp.Toy2dGridGaussiansDataset) -> list[toy.ToyRun]:
     """``toy.with_rejection`` of each run; a run whose D rejects nearly every sample is reported and left out (its
     row then counts fewer runs)."""
@@ -77,7 +82,7 @@ def main() -> None:
     results[REMEDY] = through_d(REMEDY, results[TRAINED], dataset)
     if args.candidates:
         for name in ("baseline", *CANDIDATES_THROUGH_D):
-            results[f"{name} + rejection through D"] = through_d(name, results[name], dataset)
+            results[through_d_label(name)] = through_d(name, results[name], dataset)
     for name, runs in results.items():
         if any(run.acceptance < 1 for run in runs):
             print(f"{name}: kept {', '.join(f'{100 * run.acceptance:.0f} %' for run in runs)} of G's samples")
@@ -91,7 +96,7 @@ def main() -> None:
               f"and the held-out seeds {NOTEBOOK_SEEDS}-{args.seeds - 1}")
         parts = {f"0-{NOTEBOOK_SEEDS - 1}": True, f"{NOTEBOOK_SEEDS}-{args.seeds - 1} (held out)": False}
         candidates = CANDIDATES_THROUGH_D if args.candidates else ()
-        split = ("baseline", REMEDY, *(f"{name} + rejection through D" for name in candidates))
+        split = ("baseline", REMEDY, *map(through_d_label, candidates))
         halves = {f"{name}, seeds {label}": [run for run in results[name] if (run.seed < NOTEBOOK_SEEDS) == first_part]
                   for name in split for label, first_part in parts.items()}
         print(toy.format_table(halves, reference=False))
