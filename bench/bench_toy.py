@@ -4,6 +4,7 @@
     python bench/bench_toy.py --candidates    # also the remedies that were measured and not chosen
     python bench/bench_toy.py --seeds 10
     python bench/bench_toy.py --first_seed 10 --seeds 10   # seeds 10-19, beyond those the notebook or the README use
+    python bench/bench_toy.py --workers 2     # two runs side by side, as the notebook trains them on 2 cores
 
 The remedy is measured twice on the same runs: its training alone (G's own samples), and with its final samples
 drawn through D (``toy.with_rejection``), which is the notebook's remedy. Prints, for each method, mean ± std over
@@ -66,19 +67,24 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds per method (default 5)")
     parser.add_argument("--first_seed", type=int, default=0, help="the first seed (default 0)")
     parser.add_argument("--candidates", action="store_true", help="also run the remedies not chosen")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="runs trained side by side, each in its own process (default 1: a run's seconds are "
+                             "those of a run alone on the machine, as the toy's 30 s bar means; the notebook uses "
+                             "one per core)")
     args = parser.parse_args()
-    if args.seeds < 1 or args.first_seed < 0:
-        parser.error(f"--seeds must be at least 1 and --first_seed at least 0, got {args.seeds} and {args.first_seed}")
+    if args.seeds < 1 or args.first_seed < 0 or args.workers < 1:
+        parser.error(f"--seeds and --workers must be at least 1 and --first_seed at least 0, got {args.seeds}, "
+                     f"{args.workers} and {args.first_seed}")
     seeds = range(args.first_seed, args.first_seed + args.seeds)
 
+    from_seed = f", from seed {args.first_seed}" if args.first_seed else ""
     print(f"{date.today()}, {platform.processor() or platform.machine()}, {env.available_cores()} cores; each run on "
-          f"one thread; {args.seeds} seeds per method" + (f", from seed {args.first_seed}" if args.first_seed else ""),
-          flush=True)
+          f"one thread, {args.workers} side by side; {args.seeds} seeds per method{from_seed}", flush=True)
     start = time.perf_counter()
     dataset = gp.Toy2dGridGaussiansDataset()
     stall = {f"D ahead, {k}": v for k, v in toy.STALL.items()}
     methods = {"baseline": toy.BASELINE, **stall, TRAINED: toy.REMEDY, **(CANDIDATES if args.candidates else {})}
-    results = toy.compare(methods, seeds, dataset)
+    results = toy.compare(methods, seeds, dataset, workers=args.workers)
     results[REMEDY] = through_d(REMEDY, results[TRAINED], dataset)
     if args.candidates:
         for name in ("baseline", *CANDIDATES_THROUGH_D):

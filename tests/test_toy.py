@@ -2,6 +2,12 @@
 
 import dataclasses
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -340,3 +346,104 @@ def test_the_toy_benchmark_leaves_out_a_run_whose_rejection_sampling_fails(monke
     monkeypatch.setattr(bench_toy.toy, "with_rejection", with_rejection)
     assert bench_toy.through_d("candidate", runs, None) == [runs[0], runs[2]]
     assert "candidate, seed 4: left out of its row through D: rejection sampling kept only 3" in capsys.readouterr().out
+
+
+def test_runs_trained_side_by_side_are_the_runs_trained_here(dataset, monkeypatch, capsys):
+    monkeypatch.delenv("GAN_SMOKE", raising=False)
+    small = dict(iters=30, snapshots=(10,), g_hidden=8, d_hidden=8, log_every=5)
+    methods = {"plain": toy.ToyConfig(**small), "R1": toy.ToyConfig(d_maxout=2, r1=0.3, r1_steps=15, **small)}
+    here = toy.compare(methods, seeds=[0, 1], dataset=dataset, workers=1)
+    printed_here = capsys.readouterr().out
+    pooled = toy.compare(methods, seeds=[0, 1], dataset=dataset, workers=2)
+    printed_pooled = capsys.readouterr().out
+    for name in methods:
+        for a, b in zip(here[name], pooled[name], strict=True):
+            np.testing.assert_equal((a.seed, a.history, a.metrics), (b.seed, b.history, b.metrics))  # nan == nan
+            for snap_a, snap_b in zip(a.snapshots, b.snapshots, strict=True):
+                np.testing.assert_array_equal(snap_a.samples, snap_b.samples)
+                np.testing.assert_array_equal(snap_a.surface, snap_b.surface)
+            # the trainer comes back whole: its networks go on sampling, as with_rejection does
+            np.testing.assert_array_equal(toy.with_rejection(a, dataset).snapshots[-1].samples,
+                                          toy.with_rejection(b, dataset).snapshots[-1].samples)
+    strip_seconds = [line.rsplit("(", 1)[0] for line in printed_here.splitlines()]
+    assert strip_seconds == [line.rsplit("(", 1)[0] for line in printed_pooled.splitlines()]
+    assert strip_seconds[0] == "plain:" and len(strip_seconds) == 6
+
+
+def test_runs_go_side_by_side_only_in_a_jupyter_kernel_outside_smoke_mode(monkeypatch):
+    monkeypatch.delenv("GAN_SMOKE", raising=False)
+    monkeypatch.setattr(env, "available_cores", lambda: 2)
+    assert training.default_workers(5) == 1  # pytest is a script: a new process would re-run its top level
+    monkeypatch.setattr(training, "_in_jupyter_kernel", lambda: True)
+    assert (training.default_workers(5), training.default_workers(1)) == (2, 1)
+    monkeypatch.setenv("GAN_SMOKE", "1")
+    assert training.default_workers(5) == 1
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_the_workers_end_when_the_process_that_started_them_is_killed(tmp_path):
+    # two short runs, then two that would last for hours: once both short runs are reported, both workers have
+    # started and gone on to a long one (or to wait for it), which is when a killed parent used to leave them behind
+    script = tmp_path / "start.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(gp.__file__).parent)!r})\n"
+        "from gan_utils import toy\n"
+        "if __name__ == '__main__':\n"
+        "    methods = {'short': toy.ToyConfig(iters=10), 'long': toy.ToyConfig(iters=10**8)}\n"
+        "    toy.compare(methods, seeds=[0, 1], workers=2)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, env={k: v for k, v in os.environ.items() if k != "GAN_SMOKE"})
+    try:
+        lines = [parent.stdout.readline() for _ in range(3)]  # "short:", then one line per short run
+        assert lines[0] == "short:\n" and all(line.startswith("  seed ") for line in lines[1:]), lines
+        children = _children(parent.pid)
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()
+    assert len(children) >= 2  # the workers (and multiprocessing's resource tracker)
+    deadline = time.monotonic() + 30
+    while (alive := [pid for pid in children if Path(f"/proc/{pid}").exists() and not _zombie(pid)]) and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in alive:  # clean up before failing
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "workers outlived the process that started them"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def test_a_jupyter_kernel_trains_the_seeds_side_by_side(monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.delenv("GAN_SMOKE", raising=False)
+    monkeypatch.setenv("PYTHONPATH", str(Path(gp.__file__).parent))  # the kernel inherits this environment
+    code = ("from gan_utils import env, toy\n"
+            "from gan_utils.toy import training\n"
+            "print('workers', training.default_workers(5), 'of', env.available_cores())\n"
+            "runs = toy.run_seeds(toy.ToyConfig(iters=20, g_hidden=8, d_hidden=8), seeds=[0, 1, 2])\n"
+            "print([run.seed for run in runs])")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    out = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+    cores = env.available_cores()
+    assert f"workers {min(5, cores)} of {cores}\n" in out and out.count("  seed ") == 3 and "[0, 1, 2]" in out

@@ -3,8 +3,14 @@ over several seeds."""
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -17,11 +23,18 @@ from gan_utils.models import EMA, sample, set_lr
 from gan_utils.toy.metrics import N_EVAL, mode_metrics
 from gan_utils.toy.networks import LIMIT, decision_surface, point_logits, toy_discriminator, toy_generator
 
-LOSSES = {
-    # looked up at call time, so the student's (possibly reloaded) functions are the ones used
-    "nonsaturating": lambda logits: gp.generator_loss(logits),
-    "saturating": lambda logits: gp.generator_loss_saturating(logits),
-}
+
+def _nonsaturating(logits: torch.Tensor) -> torch.Tensor:
+    return gp.generator_loss(logits)
+
+
+def _saturating(logits: torch.Tensor) -> torch.Tensor:
+    return gp.generator_loss_saturating(logits)
+
+
+# Looked up at call time, so the student's (possibly reloaded) functions are the ones used; module functions rather
+# than lambdas, so that a trainer can be pickled back from a worker process (``run_seeds``).
+LOSSES = {"nonsaturating": _nonsaturating, "saturating": _saturating}
 
 
 @dataclass(frozen=True)
@@ -207,6 +220,10 @@ class _Remembering(nn.Module):
         self.inputs[id(out)] = x
         return out
 
+    def __getstate__(self) -> dict:
+        # the last update's inputs are of no use elsewhere, and part of an autograd graph, which cannot be pickled
+        return {**super().__getstate__(), "inputs": {}}
+
 
 def build_trainer(config: ToyConfig, seed: int = 0) -> gp.GANTrainer:
     """The networks of ``config`` and their optimizers, in your GANTrainer with your losses."""
@@ -355,31 +372,84 @@ def with_rejection(run: ToyRun, dataset: gp.Toy2dGridGaussiansDataset | None = N
                    cpu_seconds=run.cpu_seconds + time.process_time() - cpu_start)
 
 
+def _worker_setup() -> None:
+    """In a worker: leave Ctrl-C (a kernel interrupt reaches the whole process group) to the parent, which ends the
+    pool; and exit when the parent ends, however it ends (a Jupyter kernel that is restarted or killed never shuts
+    its pool down, and a pool's workers otherwise wait for work forever)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
+
+
+def _train_job(job: tuple[ToyConfig, int, gp.Toy2dGridGaussiansDataset]) -> ToyRun:
+    return train_toy_gan(*job)
+
+
+def _in_jupyter_kernel() -> bool:
+    ipython = sys.modules.get("IPython")
+    return ipython is not None and getattr(ipython.get_ipython(), "kernel", None) is not None
+
+
+def default_workers(runs: int) -> int:
+    """Processes to train ``runs`` toy runs in. In a Jupyter kernel, one per available core, at most one per run. One
+    (this process) in smoke mode, where starting a process (which imports torch) costs more than the short runs it
+    would share, and in a script: a new process starts by re-running the script's unguarded top level, so a script
+    asks for workers itself, under ``if __name__ == "__main__":``."""
+    if env.is_smoke() or not _in_jupyter_kernel():
+        return 1
+    return max(1, min(runs, env.available_cores()))
+
+
+def _train_all(jobs: Sequence[tuple[ToyConfig, int]], dataset: gp.Toy2dGridGaussiansDataset,
+               workers: int | None) -> Iterator[ToyRun]:
+    """``train_toy_gan`` of each (config, seed), in order. A run uses one core (``train_toy_gan``), so with
+    ``workers`` > 1 the runs are trained side by side in that many fresh processes; each run is seeded by its own
+    seed alone, so it is the same run either way (on the same machine and build). The processes start from
+    ``gan_pytorch.py`` as it is on disk, and they end with this call, or with this process."""
+    workers = default_workers(len(jobs)) if workers is None else workers
+    if workers <= 1 or len(jobs) <= 1:
+        for config, seed in jobs:
+            yield train_toy_gan(config, seed, dataset)
+        return
+    context = multiprocessing.get_context("spawn")  # fork would copy the parent's torch thread pools and locks
+    with context.Pool(min(workers, len(jobs)), initializer=_worker_setup) as pool:  # on leaving: terminate()
+        yield from pool.imap(_train_job, [(config, seed, dataset) for config, seed in jobs])
+
+
 def run_seeds(config: ToyConfig, seeds: Iterable[int] = range(5),
-              dataset: gp.Toy2dGridGaussiansDataset | None = None, verbose: bool = True) -> list[ToyRun]:
-    """Train ``config`` once per seed; print one line per run when ``verbose``."""
-    dataset = dataset if dataset is not None else gp.Toy2dGridGaussiansDataset()
-    runs = []
-    for seed in seeds:
-        run = train_toy_gan(config, seed, dataset)
-        runs.append(run)
-        if verbose:
-            m = run.metrics
-            print(f"  seed {seed}: {m['modes']:.0f} modes, {100 * m['high_quality']:.1f} % high quality, "
-                  f"reverse KL {m['reverse_kl']:.3f}  ({run.seconds:.1f} s)", flush=True)
-    return runs
+              dataset: gp.Toy2dGridGaussiansDataset | None = None, verbose: bool = True,
+              workers: int | None = None) -> list[ToyRun]:
+    """Train ``config`` once per seed; print one line per run when ``verbose``. ``workers``: processes to train
+    in, side by side (default ``default_workers``; 1: one after the other, in this process)."""
+    return _train_methods({"": config}, seeds, dataset, verbose, workers, headers=False)[""]
 
 
 def compare(methods: Mapping[str, ToyConfig], seeds: Iterable[int] = range(5),
-            dataset: gp.Toy2dGridGaussiansDataset | None = None, verbose: bool = True) -> dict[str, list[ToyRun]]:
-    """``run_seeds`` for each named config, on the same seeds and data: {name: runs}, ready for ``format_table``."""
+            dataset: gp.Toy2dGridGaussiansDataset | None = None, verbose: bool = True,
+            workers: int | None = None) -> dict[str, list[ToyRun]]:
+    """``run_seeds`` for each named config, on the same seeds and data: {name: runs}, ready for ``format_table``.
+    All the runs share the ``workers`` processes."""
+    return _train_methods(methods, seeds, dataset, verbose, workers, headers=True)
+
+
+def _train_methods(methods: Mapping[str, ToyConfig], seeds: Iterable[int],
+                   dataset: gp.Toy2dGridGaussiansDataset | None, verbose: bool, workers: int | None,
+                   headers: bool) -> dict[str, list[ToyRun]]:
     seeds = list(seeds)
     dataset = dataset if dataset is not None else gp.Toy2dGridGaussiansDataset()
-    results = {}
-    for name, config in methods.items():
-        if verbose:
-            print(f"{name}:", flush=True)
-        results[name] = run_seeds(config, seeds, dataset, verbose)
+    jobs = [(name, config, seed) for name, config in methods.items() for seed in seeds]
+    results: dict[str, list[ToyRun]] = {name: [] for name in methods}
+    # closing: the workers end here, also when something below fails
+    with contextlib.closing(_train_all([(config, seed) for _, config, seed in jobs], dataset, workers)) as runs:
+        for (name, _, seed), run in zip(jobs, runs):
+            if verbose and headers and not results[name]:
+                print(f"{name}:", flush=True)
+            results[name].append(run)
+            if verbose:
+                m = run.metrics
+                print(f"  seed {seed}: {m['modes']:.0f} modes, {100 * m['high_quality']:.1f} % high quality, "
+                      f"reverse KL {m['reverse_kl']:.3f}  ({run.seconds:.1f} s)", flush=True)
     return results
 
 
