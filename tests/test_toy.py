@@ -404,31 +404,30 @@ def test_the_workers_end_when_the_process_that_started_them_is_killed(tmp_path):
         parent.stdout.close()
     assert len(children) >= 2  # the workers (and multiprocessing's resource tracker)
     deadline = time.monotonic() + 30
-    while (alive := [pid for pid in children if Path(f"/proc/{pid}").exists() and not _zombie(pid)]) and \
-            time.monotonic() < deadline:
+    while (alive := [pid for pid in children if _alive(pid)]) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in alive:  # clean up before failing
         os.kill(pid, signal.SIGKILL)
     assert not alive, "workers outlived the process that started them"
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the process ended meanwhile
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def _zombie(pid: int) -> bool:
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first, then the parent's pid); None once the
+    process is gone."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return False
+        return None
+
+
+def _alive(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"  # a zombie has ended; only its exit status is left
+
+
+def _children(pid: int) -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir()
+            if entry.name.isdigit() and (fields := _stat_fields(entry.name)) and int(fields[1]) == pid]
 
 
 def test_a_jupyter_kernel_trains_the_seeds_side_by_side(monkeypatch):
