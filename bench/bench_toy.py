@@ -1,7 +1,8 @@
 """Benchmark of the toy 2D section: the notebook's configurations over several seeds, in one run.
 
     python bench/bench_toy.py                 # baseline, the stalled pair (saturating / non-saturating), remedy
-    python bench/bench_toy.py --candidates    # also the remedies that were measured and not chosen
+    python bench/bench_toy.py --candidates    # also the remedies measured and not chosen, and the remedy's training
+                                              # on the default (not fused) Adam
     python bench/bench_toy.py --seeds 10
     python bench/bench_toy.py --first_seed 10 --seeds 10   # seeds 10-19, beyond those the notebook or the README use
     python bench/bench_toy.py --workers 2     # two runs side by side, as the notebook trains them on 2 cores
@@ -34,8 +35,11 @@ from gan_utils import env, toy  # noqa: E402
 
 NO_R1 = "remedy's training without R1"
 NOISE = "remedy's training with instance noise, batch 200, 4200 steps"
+UNFUSED = "remedy's training, Adam not fused"
 CANDIDATES = {  # measured, not chosen (see the README)
     NO_R1: replace(toy.REMEDY, r1=0.0, r1_steps=None),
+    # the same training on PyTorch's default Adam for CPU tensors (a few kernels per tensor): the time fused Adam saves
+    UNFUSED: replace(toy.REMEDY, fast=False),
     # noise of std 0.2 on D's inputs falling to 0 over the first half, R1 over the same half
     NOISE: replace(toy.REMEDY, batch_size=200, iters=4200, r1_steps=2100, d_noise=0.2, d_noise_steps=2100),
     "R1 penalty (gamma 1) + lr decay": replace(toy.BASELINE, r1=1.0, lr_decay=0.5),

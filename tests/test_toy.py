@@ -157,6 +157,16 @@ def test_optimizers_head_start_and_decay(dataset, monkeypatch):
     assert sgd.D_solver.param_groups[0]["lr"] == 0.002
 
 
+def test_adam_is_fused_unless_the_config_says_otherwise():
+    def fused(trainer: gp.GANTrainer) -> list[bool]:
+        return [bool(s.param_groups[0].get("fused")) for s in (trainer.D_solver, trainer.G_solver)]
+
+    assert fused(training.build_trainer(toy.ToyConfig())) == [True, True]
+    assert fused(training.build_trainer(toy.ToyConfig(fast=False))) == [False, False]
+    sgd = training.build_trainer(toy.ToyConfig(optimizer="sgd", lr=0.01))
+    assert fused(sgd) == [True, False] and isinstance(sgd.G_solver, torch.optim.SGD)
+
+
 def test_generator_can_start_off_the_data():
     trainer = training.build_trainer(toy.ToyConfig(g_start=6.0))
     with torch.no_grad():
