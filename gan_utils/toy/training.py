@@ -50,8 +50,8 @@ class ToyConfig:
     (None: all of them). ``d_noise``: standard deviation of the Gaussian noise added to D's inputs while it trains
     (``InstanceNoise``), falling linearly to 0 over the first ``d_noise_steps`` steps (None: the whole run).
     ``g_start``: G's samples start around (g_start, g_start) instead of the origin (its output bias is shifted).
-    ``fast``: Adam switched to its fused implementation, as the MNIST recipes use it (the same update in one kernel
-    instead of several per tensor: the same update up to rounding, in less time).
+    ``fast``: Adam switched to its fused implementation, as the MNIST recipes use it: one kernel instead of several
+    per tensor, the same update up to rounding, in less time.
     """
 
     loss: str = "nonsaturating"
