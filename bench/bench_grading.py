@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import machine  # noqa: E402
 from instructor import fixtures, grade, notebook_grading, sandbox  # noqa: E402
 
 KINDS = ("solution", "partial", "release")
@@ -98,6 +99,7 @@ def main() -> None:
     notebook = [r.cpu.get("notebook", 0.0) for r in results]
     grading = total - setup
     per_sub_cpu = (sum(module) + sum(notebook) + grader_cpu) / n
+    print(machine.header())
     print(lines[0])
     print(f"{n} submissions, --jobs {args.jobs}, notebook: {args.notebook}; load average {load0:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after (other jobs share this machine: wall times are pessimistic)")

@@ -16,18 +16,16 @@ or 1/3 (DCGAN) of the baseline's time. Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gan_pytorch as gp  # noqa: E402
+from bench import machine  # noqa: E402
 from gan_utils import env  # noqa: E402
 from gan_utils import evaluation as ev  # noqa: E402
 from gan_utils.data import load_mnist  # noqa: E402
@@ -50,8 +48,7 @@ def main() -> None:
     threads = env.set_threads(args.threads)
     images = load_mnist()[0]
     floor = ev.real_data_floor()
-    print(f"{date.today()}, {platform.processor() or platform.machine()}, {env.available_cores()} cores, torch "
-          f"{torch.__version__}, {threads} threads, bfloat16 {'on' if env.supports_bfloat16('cpu') else 'off'}; "
+    print(f"{machine.header()}, {threads} threads, bfloat16 {'on' if env.supports_bfloat16('cpu') else 'off'}; "
           f"classifier test accuracy {ev.classifier_accuracy():.4f}; real-data floor FD {floor['fd']:.2f}", flush=True)
     settings = {"CS231n": CS231N, "recipe": RECIPES}
     runs: dict[tuple[str, str], list[dict]] = {}

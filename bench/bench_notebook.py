@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -24,6 +23,9 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import machine  # noqa: E402
 
 
 def seconds(cell) -> float:
@@ -90,9 +92,7 @@ def main() -> int:
     if args.out:
         nbformat.write(nb, args.out)
 
-    print(f"GAN.ipynb, {'smoke' if args.smoke else 'full'} run, {datetime.now():%Y-%m-%d}, "
-          f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
-          f"python {sys.version.split()[0]}")
+    print(f"GAN.ipynb, {'smoke' if args.smoke else 'full'} run, {machine.header()}, python {sys.version.split()[0]}")
     print(f"{'section':<50}{'seconds':>10}")
     for name, secs in section_times(nb).items():
         print(f"{name[:49]:<50}{secs:>10.1f}")

@@ -21,17 +21,16 @@ row. Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from dataclasses import replace
-from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gan_pytorch as gp  # noqa: E402
-from gan_utils import env, toy  # noqa: E402
+from bench import machine  # noqa: E402
+from gan_utils import toy  # noqa: E402
 
 NO_R1 = "remedy's training without R1"
 NOISE = "remedy's training with instance noise, batch 200, 4200 steps"
@@ -82,8 +81,8 @@ def main() -> None:
     seeds = range(args.first_seed, args.first_seed + args.seeds)
 
     from_seed = f", from seed {args.first_seed}" if args.first_seed else ""
-    print(f"{date.today()}, {platform.processor() or platform.machine()}, {env.available_cores()} cores; each run on "
-          f"one thread, {args.workers} side by side; {args.seeds} seeds per method{from_seed}", flush=True)
+    print(f"{machine.header()}; each run on one thread, {args.workers} side by side; {args.seeds} seeds per "
+          f"method{from_seed}", flush=True)
     start = time.perf_counter()
     dataset = gp.Toy2dGridGaussiansDataset()
     stall = {f"D ahead, {k}": v for k, v in toy.STALL.items()}

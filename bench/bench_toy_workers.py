@@ -12,10 +12,8 @@ Asserts nothing else.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gan_pytorch as gp  # noqa: E402
+from bench import machine  # noqa: E402
 from gan_utils import env, toy  # noqa: E402
 
 CELLS = {"baseline": {"baseline": toy.BASELINE}, "stalled pair": toy.STALL, "remedy's training": {"": toy.REMEDY}}
@@ -37,8 +36,7 @@ def main() -> None:
     side_by_side = min(args.seeds, env.available_cores())
     if side_by_side < 2:
         raise SystemExit(f"{env.available_cores()} core(s) for {args.seeds} seed(s): nothing runs side by side")
-    print(f"{date.today()}, {platform.processor() or platform.machine()}, {env.available_cores()} cores; "
-          f"{args.seeds} seeds; side by side: {side_by_side} processes", flush=True)
+    print(f"{machine.header()}; {args.seeds} seeds; side by side: {side_by_side} processes", flush=True)
     dataset = gp.Toy2dGridGaussiansDataset()
     totals = {1: 0.0, side_by_side: 0.0}
     speedups = []

@@ -27,13 +27,11 @@ import copy
 import functools
 import gzip
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +41,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gan_pytorch as gp  # noqa: E402
+from bench import machine  # noqa: E402
 from gan_utils import env  # noqa: E402
 from gan_utils import evaluation as ev  # noqa: E402
 from gan_utils.data import FILES, Batches, find_file, load_mnist, resolve_data_dir  # noqa: E402
@@ -216,9 +215,8 @@ def main() -> None:
     args = p.parse_args()
     threads = env.set_threads()
     bf16 = env.supports_bfloat16("cpu")
-    print(f"torch {torch.__version__}, {threads} threads, model {args.model}, batch {args.batch}, {args.steps} timed "
-          f"steps after {args.warmup} warm-up, {args.repeats} alternating repeats; bfloat16 supported: {bf16}; "
-          f"{date.today()}, {platform.processor() or platform.machine()}, {env.available_cores()} cores")
+    print(f"{machine.header()}, {threads} threads, model {args.model}, batch {args.batch}, {args.steps} timed "
+          f"steps after {args.warmup} warm-up, {args.repeats} alternating repeats; bfloat16 supported: {bf16}")
     images = load_mnist()[0]
     with tempfile.TemporaryDirectory() as tmp:
         loops = {"DataLoader loop (PyTorch-GAN style)": common_rate(common_loop(args.model,
