@@ -205,6 +205,28 @@ def test_r1_penalty_stops_after_its_steps(monkeypatch):
         toy.ToyConfig(r1=0.3, r1_steps=-1)
 
 
+def test_lazy_r1_penalty_comes_every_kth_update_k_times_as_strong(monkeypatch):
+    monkeypatch.delenv("GAN_SMOKE", raising=False)
+    D = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        D.weight.copy_(torch.tensor([[3.0, 4.0]]))
+    penalty = training.R1Penalty(D, gp.discriminator_loss, gamma=0.5, steps=7, every=3)
+    extras, tracked = [], []
+    for _ in range(9):
+        tracked.append(penalty.D.tracking)
+        out_real, out_fake = penalty.D(torch.randn(8, 2)), penalty.D(torch.randn(8, 2))
+        extras.append(float((penalty.loss(out_real, out_fake) - gp.discriminator_loss(out_real, out_fake)).detach()))
+    # updates 0, 3 and 6 (of the first 7) add 3 * 0.5 / 2 * ||(3, 4)||^2 = 18.75; the others add nothing
+    assert extras == pytest.approx([18.75, 0, 0, 18.75, 0, 0, 18.75, 0, 0], abs=1e-5)
+    assert tracked == [True, False, False, True, False, False, True, False, False]  # inputs tracked only when needed
+    config = toy.ToyConfig(iters=6, r1=0.3, r1_steps=4, r1_every=2, g_hidden=8, d_hidden=8, d_maxout=2)
+    penalty = training.build_trainer(config).discriminator_loss.__self__
+    assert (penalty.gamma, penalty.steps, penalty.every) == (0.3, 4, 2)
+    assert toy.REMEDY.r1_every == 4
+    with pytest.raises(ValueError, match="r1_every"):
+        toy.ToyConfig(r1=0.3, r1_every=0)
+
+
 def test_instance_noise_blurs_d_inputs_while_training_and_fades_to_nothing(dataset, monkeypatch):
     monkeypatch.delenv("GAN_SMOKE", raising=False)
     noisy = training.InstanceNoise(torch.nn.Identity(), std=0.5)
