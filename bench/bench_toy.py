@@ -2,12 +2,13 @@
 
     python bench/bench_toy.py                 # baseline, the stalled pair (saturating / non-saturating), remedy
     python bench/bench_toy.py --candidates    # also the remedies measured and not chosen, and the remedy's training
-                                              # on the default (not fused) Adam
+                                              # on the default (not fused) Adam and with R1 on every update
     python bench/bench_toy.py --seeds 10
     python bench/bench_toy.py --first_seed 10 --seeds 10   # seeds 10-19, beyond those the notebook or the README use
     python bench/bench_toy.py --workers 2     # two runs side by side, as the notebook trains them on 2 cores
 
-The remedy is measured twice on the same runs: its training alone (G's own samples), and with its final samples
+The methods take turns, seed by seed, so that their times compare fairly on a machine whose speed drifts. The
+remedy is measured twice on the same runs: its training alone (G's own samples), and with its final samples
 drawn through D (``toy.with_rejection``), which is the notebook's remedy. Prints, for each method, mean ± std over
 the seeds of the modes captured, the high-quality share and the reverse KL (the VEEGAN / PacGAN protocol) and the
 wall time of a run (training, plus rejection sampling where used), next to PacGAN4's published numbers; the share
@@ -90,7 +91,10 @@ def main() -> None:
     dataset = gp.Toy2dGridGaussiansDataset()
     stall = {f"D ahead, {k}": v for k, v in toy.STALL.items()}
     methods = {"baseline": toy.BASELINE, **stall, TRAINED: toy.REMEDY, **(CANDIDATES if args.candidates else {})}
-    results = toy.compare(methods, seeds, dataset, workers=args.workers)
+    results: dict[str, list[toy.ToyRun]] = {name: [] for name in methods}
+    for seed in seeds:  # seed by seed, each method in turn: a drift in the machine's speed hits every method alike
+        for name, runs in toy.compare(methods, [seed], dataset, workers=args.workers).items():
+            results[name] += runs
     results[REMEDY] = through_d(REMEDY, results[TRAINED], dataset)
     if args.candidates:
         for name in ("baseline", *CANDIDATES_THROUGH_D):
