@@ -73,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels", type=positive_int, default=1, help="image channels; the MNIST models make 1")
     p.add_argument("--ema", type=unit_interval, help="decay of the moving average of G's weights that samples are "
                                                      "drawn from; 0 turns it off (default: the model's recipe)")
-    p.add_argument("--no_bf16", action="store_true", help="train in float32 even where bfloat16 is supported")
+    p.add_argument("--no_bf16", action="store_true", help="train in float32 even where bfloat16 is supported "
+                                                         "(as GAN_BF16=0 does)")
     p.add_argument("--sample_interval", type=positive_int, help="steps between sample grids (default 400)")
     p.add_argument("--checkpoint_every", type=positive_int, help="epochs between checkpoints (default 1)")
     p.add_argument("--seed", type=int, help="seed for weights, noise and shuffling (default 0)")
@@ -165,7 +166,11 @@ def train(args: argparse.Namespace) -> int:
             raise ckpt_io.CheckpointError(f"{resume_from} was made for model {ckpt['model']!r}, unknown here")
     elif ckpt_path.exists() and not args.overwrite:
         raise ConfigError(f"{ckpt_path} exists: pass --resume to continue it, or --overwrite to start again")
-    config = resolve_config(args, ckpt["config"] if ckpt else None, env.supports_bfloat16(run_device))
+    try:
+        bf16_here = env.use_bfloat16(run_device)
+    except ValueError as exc:  # GAN_BF16 set to something unknown
+        raise ConfigError(str(exc)) from None
+    config = resolve_config(args, ckpt["config"] if ckpt else None, bf16_here)
     check_writable(out_dir, "--out_dir")
 
     images = load_mnist(args.data_dir)[0]

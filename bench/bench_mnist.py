@@ -48,7 +48,7 @@ def main() -> None:
     threads = env.set_threads(args.threads)
     images = load_mnist()[0]
     floor = ev.real_data_floor()
-    print(f"{machine.header()}, {threads} threads, bfloat16 {'on' if env.supports_bfloat16('cpu') else 'off'}; "
+    print(f"{machine.header()}, {threads} threads, bfloat16 {'on' if env.use_bfloat16('cpu') else 'off'}; "
           f"classifier test accuracy {ev.classifier_accuracy():.4f}; real-data floor FD {floor['fd']:.2f}", flush=True)
     settings = {"CS231n": CS231N, "recipe": RECIPES}
     runs: dict[tuple[str, str], list[dict]] = {}

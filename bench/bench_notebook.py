@@ -3,6 +3,7 @@
     python bench/bench_notebook.py                 # full run (the solution version, default settings)
     python bench/bench_notebook.py --smoke         # GAN_SMOKE=1: every training cut to a few iterations
     python bench/bench_notebook.py --out run.ipynb # keep the executed notebook
+    python bench/bench_notebook.py --no_bf16       # GAN_BF16=0: float32 even where bfloat16 is supported
 
 Also prints what the notebook measured: the toy tables (collapse, the stalled saturating loss, the remedy) and the
 MNIST evaluation table, with the date and the machine.
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import machine  # noqa: E402
+from gan_utils import env  # noqa: E402
 
 
 def seconds(cell) -> float:
@@ -69,6 +71,8 @@ def outputs_of(nb, grade_id: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="set GAN_SMOKE=1")
+    parser.add_argument("--no_bf16", action="store_true",
+                        help="set GAN_BF16=0: the MNIST GANs train in float32, as on a CPU without bfloat16")
     parser.add_argument("--out", type=Path, help="write the executed notebook here")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
     args = parser.parse_args()
@@ -82,6 +86,9 @@ def main() -> int:
         os.environ["PYTHONPATH"] = str(folder)
         if args.smoke:
             os.environ["GAN_SMOKE"] = "1"
+        if args.no_bf16:
+            os.environ["GAN_BF16"] = "0"
+        bf16 = env.use_bfloat16("cpu")  # what the kernel, which inherits this environment, will do
         nb = nbformat.read(folder / "GAN.ipynb", as_version=4)
         client = NotebookClient(nb, timeout=args.timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(folder)}})
@@ -92,7 +99,8 @@ def main() -> int:
     if args.out:
         nbformat.write(nb, args.out)
 
-    print(f"GAN.ipynb, {'smoke' if args.smoke else 'full'} run, {machine.header()}, python {sys.version.split()[0]}")
+    print(f"GAN.ipynb, {'smoke' if args.smoke else 'full'} run, {machine.header()}, python {sys.version.split()[0]}, "
+          f"bfloat16 {'on' if bf16 else 'off'}")
     print(f"{'section':<50}{'seconds':>10}")
     for name, secs in section_times(nb).items():
         print(f"{name[:49]:<50}{secs:>10.1f}")

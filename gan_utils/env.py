@@ -1,7 +1,8 @@
-"""Where and how the code runs: smoke mode, threads, the device, the images folder.
+"""Where and how the code runs: smoke mode, threads, the device, bfloat16, the images folder.
 
 Smoke mode (environment variable ``GAN_SMOKE=1``) cuts every training run to ``SMOKE_ITERATIONS`` iterations, so
-that the whole notebook runs in a minute and still draws every figure.
+that the whole notebook runs in a minute and still draws every figure. ``GAN_BF16=0`` trains the MNIST GANs in
+float32 even where the machine supports bfloat16 (``use_bfloat16``).
 """
 
 from __future__ import annotations
@@ -77,3 +78,14 @@ def supports_bfloat16(device: torch.device | str) -> bool:
         probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, hence looked up with care
         return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
     return False
+
+
+def use_bfloat16(device: torch.device | str) -> bool:
+    """Whether the MNIST GANs train in bfloat16 on ``device``: where it ``supports_bfloat16``, unless the environment
+    variable GAN_BF16 is 0 (float32 everywhere, as on a machine without it; unset or 1: where supported).
+
+    Raises ValueError if GAN_BF16 is set to anything else."""
+    value = os.environ.get("GAN_BF16", "")
+    if value not in ("", "0", "1"):
+        raise ValueError(f"GAN_BF16 must be 0 (train in float32) or 1 (bfloat16 where supported), got {value!r}")
+    return value != "0" and supports_bfloat16(device)

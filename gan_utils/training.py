@@ -171,7 +171,7 @@ def train_model(model: str, images: torch.Tensor, recipe: Recipe | None = None, 
     (default ``RECIPES[model]``; iterations cut in smoke mode). Sample grids go to ``image_dir/<model>_iter<k>.png``.
     """
     recipe = (recipe or RECIPES[model]).for_this_run()
-    bf16 = recipe.bf16 and env.supports_bfloat16(images.device)
+    bf16 = recipe.bf16 and env.use_bfloat16(images.device)
     trainer = make_trainer(model, device=images.device, seed=seed, bf16=bf16, fast=recipe.fast, g_lr=recipe.g_lr)
     ema = EMA(trainer.G, recipe.ema_decay) if recipe.ema_decay else None
     torch.manual_seed(seed)  # the noise that train_step draws

@@ -199,6 +199,19 @@ def test_bad_flags_give_one_clear_line(argv: list[str], message: str, tmp_path: 
     assert not (tmp_path / "checkpoints").exists()
 
 
+def test_gan_bf16_0_makes_a_fresh_run_float32_and_an_unknown_value_is_one_clear_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train.env, "supports_bfloat16", lambda device: True)
+    monkeypatch.setenv("GAN_BF16", "0")
+    assert run([*TINY, "--n_epochs", "1", "--out_dir", str(tmp_path / "f32")], capsys)[0] == 0
+    assert load(tmp_path / "f32")["config"]["bf16"] is False
+    monkeypatch.setenv("GAN_BF16", "off")
+    code, _, err = run([*TINY, "--out_dir", str(tmp_path / "bad")], capsys)
+    assert code == 2 and "GAN_BF16 must be 0 (train in float32) or 1" in err and "'off'" in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--latent_dim", "64"], "--latent_dim 64 does not match the checkpoint (latent_dim=96)"),
     (["--model", "dcgan"], "was made for model 'vanilla', not 'dcgan'"),

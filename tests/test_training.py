@@ -164,6 +164,23 @@ def test_train_model_follows_the_recipe_and_smoke_mode(images: torch.Tensor, tmp
     assert recipe.for_this_run().iterations == 30
 
 
+def test_gan_bf16_chooses_float32_or_bfloat16_where_bfloat16_is_supported(images: torch.Tensor, tmp_path,
+                                                                          monkeypatch) -> None:
+    monkeypatch.setenv("GAN_SMOKE", "1")
+    monkeypatch.setattr(env, "supports_bfloat16", lambda device: True)
+    recipe = training.Recipe(batch_size=8, iterations=2, bf16=True)
+    for value, bf16 in (("", True), ("1", True), ("0", False)):
+        monkeypatch.setenv("GAN_BF16", value)
+        run = training.train_model("vanilla", images, recipe, image_dir=tmp_path, progress=False)
+        assert isinstance(run.trainer.G, models.BFloat16) is bf16 and env.use_bfloat16("cpu") is bf16
+    monkeypatch.setenv("GAN_BF16", "1")
+    monkeypatch.setattr(env, "supports_bfloat16", lambda device: False)
+    assert not env.use_bfloat16("cpu")  # 1 asks for bfloat16 only where the machine has it
+    monkeypatch.setenv("GAN_BF16", "yes")
+    with pytest.raises(ValueError, match="GAN_BF16 must be 0 .* got 'yes'"):
+        env.use_bfloat16("cpu")
+
+
 def test_env_switches(monkeypatch) -> None:
     monkeypatch.delenv("GAN_SMOKE", raising=False)
     assert not env.is_smoke() and env.iterations(3000) == 3000
