@@ -55,8 +55,8 @@ def main() -> None:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for model in args.models:
             for name, recipes in settings.items():
-                recipe = recipes[model]
-                run = train_model(model, images, recipe, seed=seed, progress=False)
+                run = train_model(model, images, recipes[model], seed=seed, progress=False)
+                recipe = run.recipe  # as it ran: bf16 only where bfloat16 was used
                 score = ev.evaluate_generator(run.G)
                 score["seconds"] = run.history.seconds
                 runs.setdefault((model, name), []).append(score)

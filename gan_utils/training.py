@@ -33,7 +33,7 @@ from gan_utils.plots import save_grid
 class Recipe:
     """How one model is trained: batch size, iterations, G's learning rate when it differs from ``get_optimizer``'s
     (None: the same), the EMA decay of G's weights to sample from (None: sample from G itself), bfloat16 networks
-    (where the machine supports them), ``fast`` (fused Adam, channels-last convolutions: the same maths, less time),
+    (where ``env.use_bfloat16``), ``fast`` (fused Adam, channels-last convolutions: the same maths, less time),
     and how often to save a sample grid."""
 
     batch_size: int
@@ -60,7 +60,8 @@ CS231N = {
 # The notebook's recipes: CS231n's batch and Adam (but G of the DCGAN at twice the learning rate), bfloat16 networks
 # (where the CPU supports them), fewer steps, to fit in 1/2 (MLP GANs) or 1/3 (DCGAN) of the baseline's time, and
 # samples from an EMA of G's weights.
-# bench/bench_mnist.py measures them against CS231N (quality and time); the README has its figures.
+# bench/bench_mnist.py measures them against CS231N (quality and time); the README has its figures (the MLP GANs
+# fit in 1/2 on one CPU, and not on another, where bfloat16 gains less over float32).
 RECIPES = {
     "vanilla": Recipe(batch_size=128, iterations=2700, ema_decay=0.999, bf16=True),
     "lsgan": Recipe(batch_size=128, iterations=2700, ema_decay=0.999, bf16=True),
@@ -169,10 +170,12 @@ def train_model(model: str, images: torch.Tensor, recipe: Recipe | None = None, 
                 image_dir: str | Path = env.IMAGE_DIR) -> Run:
     """Build ``model`` with ``make_trainer`` and train it on ``images`` (already on the device) with ``recipe``
     (default ``RECIPES[model]``; iterations cut in smoke mode). Sample grids go to ``image_dir/<model>_iter<k>.png``.
+    The Run's recipe is the one that ran: its iterations, and ``bf16`` only if bfloat16 was used (``env.use_bfloat16``).
     """
     recipe = (recipe or RECIPES[model]).for_this_run()
-    bf16 = recipe.bf16 and env.use_bfloat16(images.device)
-    trainer = make_trainer(model, device=images.device, seed=seed, bf16=bf16, fast=recipe.fast, g_lr=recipe.g_lr)
+    recipe = replace(recipe, bf16=recipe.bf16 and env.use_bfloat16(images.device))
+    trainer = make_trainer(model, device=images.device, seed=seed, bf16=recipe.bf16, fast=recipe.fast,
+                           g_lr=recipe.g_lr)
     ema = EMA(trainer.G, recipe.ema_decay) if recipe.ema_decay else None
     torch.manual_seed(seed)  # the noise that train_step draws
     history = fit(trainer, Batches(images, recipe.batch_size, seed), recipe.iterations, ema=ema,

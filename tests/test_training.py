@@ -173,6 +173,7 @@ def test_gan_bf16_chooses_float32_or_bfloat16_where_bfloat16_is_supported(images
         monkeypatch.setenv("GAN_BF16", value)
         run = training.train_model("vanilla", images, recipe, image_dir=tmp_path, progress=False)
         assert isinstance(run.trainer.G, models.BFloat16) is bf16 and env.use_bfloat16("cpu") is bf16
+        assert run.recipe.bf16 is bf16  # the recipe printed in the notebook says what ran
     monkeypatch.setenv("GAN_BF16", "1")
     monkeypatch.setattr(env, "supports_bfloat16", lambda device: False)
     assert not env.use_bfloat16("cpu")  # 1 asks for bfloat16 only where the machine has it
