@@ -33,8 +33,16 @@ from tqdm.auto import tqdm  # noqa: E402
 
 import gan_pytorch as gp  # noqa: E402
 from cli import checkpoint as ckpt_io  # noqa: E402
-from cli.args import ConfigError, Parser, check_writable, device, positive_float, positive_int, unit_interval  # noqa: E402
-from gan_utils import env  # noqa: E402
+from cli.args import (  # noqa: E402
+    ConfigError,
+    Parser,
+    bfloat16_here,
+    check_writable,
+    device,
+    positive_float,
+    positive_int,
+    unit_interval,
+)
 from gan_utils.data import DATA_DIR_ENV, DEFAULT_DATA_DIR, Batches, MNISTDataError, load_mnist  # noqa: E402
 from gan_utils.models import EMA, MODELS, make_trainer, sample, unwrap  # noqa: E402
 from gan_utils.plots import plot_history, save_grid  # noqa: E402
@@ -166,11 +174,7 @@ def train(args: argparse.Namespace) -> int:
             raise ckpt_io.CheckpointError(f"{resume_from} was made for model {ckpt['model']!r}, unknown here")
     elif ckpt_path.exists() and not args.overwrite:
         raise ConfigError(f"{ckpt_path} exists: pass --resume to continue it, or --overwrite to start again")
-    try:
-        bf16_here = env.use_bfloat16(run_device)
-    except ValueError as exc:  # GAN_BF16 set to something unknown
-        raise ConfigError(str(exc)) from None
-    config = resolve_config(args, ckpt["config"] if ckpt else None, bf16_here)
+    config = resolve_config(args, ckpt["config"] if ckpt else None, bfloat16_here(run_device))
     check_writable(out_dir, "--out_dir")
 
     images = load_mnist(args.data_dir)[0]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from gan_utils import env
 from gan_utils.env import pick_device
 
 
@@ -55,6 +56,15 @@ def device(name: str) -> torch.device:
         return pick_device(name)
     except ValueError as exc:
         raise ConfigError(f"--device {exc}") from None
+
+
+def bfloat16_here(run_device: torch.device) -> bool:
+    """Whether a fresh run may train in bfloat16 on ``run_device``: ``gan_utils.env.use_bfloat16``, its ValueError
+    (GAN_BF16 set to something unknown) as a ConfigError."""
+    try:
+        return env.use_bfloat16(run_device)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def check_writable(path: Path, flag: str) -> Path:

@@ -15,6 +15,7 @@ import torch
 import gan_pytorch as gp
 import train
 from cli import checkpoint as ckpt_io
+from gan_utils import env
 from gan_utils.data import MNISTDataError, load_mnist
 from gan_utils.models import MODELS
 from gan_utils.training import RECIPES
@@ -201,7 +202,7 @@ def test_bad_flags_give_one_clear_line(argv: list[str], message: str, tmp_path: 
 
 def test_gan_bf16_0_makes_a_fresh_run_float32_and_an_unknown_value_is_one_clear_line(
         tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(train.env, "supports_bfloat16", lambda device: True)
+    monkeypatch.setattr(env, "supports_bfloat16", lambda device: True)
     monkeypatch.setenv("GAN_BF16", "0")
     assert run([*TINY, "--n_epochs", "1", "--out_dir", str(tmp_path / "f32")], capsys)[0] == 0
     assert load(tmp_path / "f32")["config"]["bf16"] is False
