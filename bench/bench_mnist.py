@@ -3,6 +3,7 @@
     python bench/bench_mnist.py                       # 3 seeds, all three models (about 50 min on 2 cores)
     python bench/bench_mnist.py --models dcgan --seeds 2
     python bench/bench_mnist.py --models dcgan --seeds 2 --first_seed 3    # seeds 3 and 4
+    python bench/bench_mnist.py --models vanilla --variant iterations=2300 --variant iterations=2300,g_lr=2e-3
 
 For every seed, each model trains with CS231n's settings (gan_utils.training.CS231N: batch 128, Adam 1e-3 /
 (0.5, 0.999), 3900 iterations for the MLP GANs and 1950 for the DCGAN, float32, samples from G itself) and with
@@ -10,7 +11,9 @@ the notebook's recipe (gan_utils.training.RECIPES), back to back, so both see th
 generator is scored on 10 000 samples by gan_utils.evaluation. Prints every run, then per model and setting the
 Frechet distance (mean ± std over seeds), the class coverage and the seconds of training, and the bars: a lower
 mean distance than the baseline, every digit at >= 5 % of the samples in every run, and at most 1/2 (MLP GANs)
-or 1/3 (DCGAN) of the baseline's time. Asserts nothing.
+or 1/3 (DCGAN) of the baseline's time. Each --variant (fields of gan_utils.training.Recipe, comma-separated) also
+trains, after the recipe, as the recipe with those fields changed, and is held to the same bars: a candidate measured
+beside the recipe and the baseline in one run. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +41,41 @@ from gan_utils.training import CS231N, RECIPES, train_model  # noqa: E402
 TIME_BAR = {"vanilla": 1 / 2, "lsgan": 1 / 2, "dcgan": 1 / 3}
 
 
+def _float_or_none(value: str) -> float | None:
+    return None if value.lower() == "none" else float(value)
+
+
+def _bool(value: str) -> bool:
+    return {"true": True, "1": True, "false": False, "0": False}[value.lower()]
+
+
+# How a --variant's values are read, per Recipe field.
+FIELD_TYPES: dict[str, Callable[[str], Any]] = {"batch_size": int, "iterations": int, "sample_every": int,
+                                                "g_lr": _float_or_none, "ema_decay": _float_or_none,
+                                                "bf16": _bool, "fast": _bool}
+
+
+def parse_variant(text: str) -> dict[str, Any]:
+    """'iterations=2300,g_lr=2e-3' -> {'iterations': 2300, 'g_lr': 0.002}; a clear ValueError for anything else."""
+    changes: dict[str, Any] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in FIELD_TYPES:
+            raise ValueError(f"--variant {text!r}: {item!r} is not FIELD=VALUE with FIELD one of "
+                             f"{', '.join(FIELD_TYPES)}")
+        try:
+            changes[key] = FIELD_TYPES[key](value.strip())
+        except (KeyError, ValueError):
+            raise ValueError(f"--variant {text!r}: {value.strip()!r} is not a valid value for {key}") from None
+        bad = (key in ("batch_size", "iterations", "sample_every") and changes[key] <= 0
+               or key == "g_lr" and changes[key] is not None and changes[key] <= 0
+               or key == "ema_decay" and changes[key] is not None and not 0 < changes[key] < 1)
+        if bad:
+            raise ValueError(f"--variant {text!r}: {key} {value.strip()} is out of range")
+    return changes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
@@ -43,14 +84,23 @@ def main() -> None:
                         help="run seeds first_seed, first_seed + 1, ... (default 0), e.g. to check a recipe on seeds "
                              "that played no part in choosing it")
     parser.add_argument("--threads", type=int, default=None, help="default: one per available core")
+    parser.add_argument("--variant", action="append", default=[], metavar="FIELD=VALUE[,...]",
+                        help="also train the recipe with these Recipe fields changed, e.g. iterations=2300 "
+                             "(repeatable)")
     args = parser.parse_args()
+    try:
+        variants = {f"recipe[{text}]": parse_variant(text) for text in args.variant}
+    except ValueError as error:
+        parser.error(str(error))
 
     threads = env.set_threads(args.threads)
     images = load_mnist()[0]
     floor = ev.real_data_floor()
     print(f"{machine.header()}, {threads} threads, bfloat16 {'on' if env.use_bfloat16('cpu') else 'off'}; "
           f"classifier test accuracy {ev.classifier_accuracy():.4f}; real-data floor FD {floor['fd']:.2f}", flush=True)
-    settings = {"CS231n": CS231N, "recipe": RECIPES}
+    settings = {"CS231n": CS231N, "recipe": RECIPES,
+                **{name: {m: replace(r, **changes) for m, r in RECIPES.items()} for name, changes in variants.items()}}
+    width = max(map(len, settings)) + 1
     runs: dict[tuple[str, str], list[dict]] = {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for model in args.models:
@@ -60,27 +110,28 @@ def main() -> None:
                 score = ev.evaluate_generator(run.G)
                 score["seconds"] = run.history.seconds
                 runs.setdefault((model, name), []).append(score)
-                print(f"seed {seed} {model:<8}{name:<7} batch {recipe.batch_size} x {recipe.iterations} it, G lr "
+                print(f"seed {seed} {model:<8}{name:<{width}} batch {recipe.batch_size} x {recipe.iterations} it, G lr "
                       f"{recipe.g_lr or gp.LEARNING_RATE:g}, EMA "
                       f"{recipe.ema_decay}, bf16 {recipe.bf16}: {score['seconds']:6.1f} s, FD {score['fd']:7.2f}, "
                       f"classes>=5% {score['classes_5pct']}, min share {score['min_class_share']:.3f}", flush=True)
 
-    print(f"\n{'model':<9}{'setting':<8}{'runs':>5}{'FD mean ± std':>18}{'digits >= 5 %':>15}{'seconds':>10}")
+    print(f"\n{'model':<9}{'setting':<{width}}{'runs':>5}{'FD mean ± std':>18}{'digits >= 5 %':>15}{'seconds':>10}")
     for (model, name), scores in runs.items():
         fd = np.array([s["fd"] for s in scores])
         classes = min(s["classes_5pct"] for s in scores)
-        print(f"{model:<9}{name:<8}{len(scores):>5}{fd.mean():>10.1f} ± {fd.std():<5.1f}{classes:>12}/10"
+        print(f"{model:<9}{name:<{width}}{len(scores):>5}{fd.mean():>10.1f} ± {fd.std():<5.1f}{classes:>12}/10"
               f"{np.mean([s['seconds'] for s in scores]):>10.1f}")
     print()
     for model in args.models:
-        base, ours = runs[(model, "CS231n")], runs[(model, "recipe")]
-        fd_b, fd_r = np.mean([s["fd"] for s in base]), np.mean([s["fd"] for s in ours])
-        t_b, t_r = np.mean([s["seconds"] for s in base]), np.mean([s["seconds"] for s in ours])
-        digits = all(s["classes_5pct"] == 10 for s in ours)
-        bars = [fd_r < fd_b, digits, t_r <= TIME_BAR[model] * t_b]
-        print(f"{model:<8} recipe FD {fd_r:.1f} vs {fd_b:.1f} ({'lower' if bars[0] else 'NOT lower'}); every digit "
-              f">= 5 % in every run: {'yes' if digits else 'NO'}; time {t_r / t_b:.3f} of the baseline's (bar "
-              f"{TIME_BAR[model]:.3f}): {'met' if bars[2] else 'MISSED'}")
+        for name in list(settings)[1:]:
+            base, ours = runs[(model, "CS231n")], runs[(model, name)]
+            fd_b, fd_r = np.mean([s["fd"] for s in base]), np.mean([s["fd"] for s in ours])
+            t_b, t_r = np.mean([s["seconds"] for s in base]), np.mean([s["seconds"] for s in ours])
+            digits = all(s["classes_5pct"] == 10 for s in ours)
+            bars = [fd_r < fd_b, digits, t_r <= TIME_BAR[model] * t_b]
+            print(f"{model:<8} {name} FD {fd_r:.1f} vs {fd_b:.1f} ({'lower' if bars[0] else 'NOT lower'}); every digit "
+                  f">= 5 % in every run: {'yes' if digits else 'NO'}; time {t_r / t_b:.3f} of the baseline's (bar "
+                  f"{TIME_BAR[model]:.3f}): {'met' if bars[2] else 'MISSED'}")
     print(f"total {time.process_time():.0f} CPU seconds")
 
 
