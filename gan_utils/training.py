@@ -61,7 +61,8 @@ CS231N = {
 # (where the CPU supports them), fewer steps, to fit in 1/2 (MLP GANs) or 1/3 (DCGAN) of the baseline's time, and
 # samples from an EMA of G's weights.
 # bench/bench_mnist.py measures them against CS231N (quality and time); the README has its figures (the MLP GANs
-# fit in 1/2 on one CPU, and not on another, where bfloat16 gains less over float32).
+# fit in 1/2 on one CPU, and not on another, where bfloat16 gains less over float32; there, 2300 or 2000 steps lost
+# much of the gain in quality, and G at 2e-3 collapsed).
 RECIPES = {
     "vanilla": Recipe(batch_size=128, iterations=2700, ema_decay=0.999, bf16=True),
     "lsgan": Recipe(batch_size=128, iterations=2700, ema_decay=0.999, bf16=True),

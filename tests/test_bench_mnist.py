@@ -1,0 +1,29 @@
+"""bench_mnist's --variant: a candidate recipe is read exactly, and a bad one is refused with a message naming it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bench.bench_mnist import parse_variant
+
+
+def test_a_variant_reads_each_field_in_its_own_type() -> None:
+    assert parse_variant("iterations=2300") == {"iterations": 2300}
+    assert parse_variant("iterations=2000, g_lr=2e-3,ema_decay=none,bf16=false") == {
+        "iterations": 2000, "g_lr": 0.002, "ema_decay": None, "bf16": False}
+
+
+@pytest.mark.parametrize("text, named", [
+    ("iteration=2300", "'iteration=2300' is not FIELD=VALUE"),
+    ("iterations", "'iterations' is not FIELD=VALUE"),
+    ("iterations=2.5", "'2.5' is not a valid value for iterations"),
+    ("bf16=maybe", "'maybe' is not a valid value for bf16"),
+    ("iterations=0", "iterations 0 is out of range"),
+    ("g_lr=-1e-3", "g_lr -1e-3 is out of range"),
+    ("ema_decay=1", "ema_decay 1 is out of range"),
+])
+def test_a_bad_variant_is_refused_with_what_is_wrong(text: str, named: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"--variant '{text}': {named}")):
+        parse_variant(text)
