@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gan_pytorch as gp  # noqa: E402
 from bench import machine  # noqa: E402
+from cli.args import open_unit_interval, positive_float, positive_int  # noqa: E402
 from gan_utils import env  # noqa: E402
 from gan_utils import evaluation as ev  # noqa: E402
 from gan_utils.data import load_mnist  # noqa: E402
@@ -41,18 +42,22 @@ from gan_utils.training import CS231N, RECIPES, train_model  # noqa: E402
 TIME_BAR = {"vanilla": 1 / 2, "lsgan": 1 / 2, "dcgan": 1 / 3}
 
 
-def _float_or_none(value: str) -> float | None:
-    return None if value.lower() == "none" else float(value)
+def _or_none(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse``, except that "none" reads as None (a Recipe field left unset)."""
+    return lambda text: None if text.lower() == "none" else parse(text)
 
 
-def _bool(value: str) -> bool:
-    return {"true": True, "1": True, "false": False, "0": False}[value.lower()]
+def _bool(text: str) -> bool:
+    if text.lower() not in ("true", "1", "false", "0"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() in ("true", "1")
 
 
-# How a --variant's values are read, per Recipe field.
-FIELD_TYPES: dict[str, Callable[[str], Any]] = {"batch_size": int, "iterations": int, "sample_every": int,
-                                                "g_lr": _float_or_none, "ema_decay": _float_or_none,
-                                                "bf16": _bool, "fast": _bool}
+# How a --variant's values are read and checked, per Recipe field.
+FIELD_TYPES: dict[str, Callable[[str], Any]] = {"batch_size": positive_int, "iterations": positive_int,
+                                                "sample_every": positive_int, "g_lr": _or_none(positive_float),
+                                                "ema_decay": _or_none(open_unit_interval), "bf16": _bool,
+                                                "fast": _bool}
 
 
 def parse_variant(text: str) -> dict[str, Any]:
@@ -66,13 +71,8 @@ def parse_variant(text: str) -> dict[str, Any]:
                              f"{', '.join(FIELD_TYPES)}")
         try:
             changes[key] = FIELD_TYPES[key](value.strip())
-        except (KeyError, ValueError):
-            raise ValueError(f"--variant {text!r}: {value.strip()!r} is not a valid value for {key}") from None
-        bad = (key in ("batch_size", "iterations", "sample_every") and changes[key] <= 0
-               or key == "g_lr" and changes[key] is not None and changes[key] <= 0
-               or key == "ema_decay" and changes[key] is not None and not 0 < changes[key] < 1)
-        if bad:
-            raise ValueError(f"--variant {text!r}: {key} {value.strip()} is out of range")
+        except argparse.ArgumentTypeError as error:
+            raise ValueError(f"--variant {text!r}: {key}: {error}") from None
     return changes
 
 

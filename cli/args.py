@@ -50,6 +50,11 @@ def unit_interval(text: str) -> float:
     return _checked(text, float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
+def open_unit_interval(text: str) -> float:
+    """argparse type: a float in (0, 1)."""
+    return _checked(text, float, lambda v: 0 < v < 1, "a number in (0, 1)")
+
+
 def device(name: str) -> torch.device:
     """The --device flag: ``gan_utils.env.pick_device``, its ValueError as a ConfigError naming the flag."""
     try:
