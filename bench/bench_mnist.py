@@ -79,7 +79,7 @@ def parse_variant(text: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per model and setting (default 3)")
+    parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per model and setting (default 3)")
     parser.add_argument("--first_seed", type=int, default=0,
                         help="run seeds first_seed, first_seed + 1, ... (default 0), e.g. to check a recipe on seeds "
                              "that played no part in choosing it")

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from bench import bench_mnist
 from bench.bench_mnist import parse_variant
 
 
@@ -28,3 +29,12 @@ def test_a_variant_reads_each_field_in_its_own_type() -> None:
 def test_a_bad_variant_is_refused_with_what_is_wrong(text: str, named: str) -> None:
     with pytest.raises(ValueError, match=re.escape(f"--variant '{text}': {named}")):
         parse_variant(text)
+
+
+def test_no_seeds_is_a_usage_error_before_any_work(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr("sys.argv", ["bench_mnist.py", "--seeds", "0"])
+    with pytest.raises(SystemExit) as exit_info:
+        bench_mnist.main()
+    assert exit_info.value.code == 2
+    assert "argument --seeds: must be a positive integer, got 0" in capsys.readouterr().err
