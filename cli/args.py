@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 
 from gan_utils import env
-from gan_utils.env import pick_device
 
 
 class Parser(argparse.ArgumentParser):
@@ -58,7 +57,7 @@ def open_unit_interval(text: str) -> float:
 def device(name: str) -> torch.device:
     """The --device flag: ``gan_utils.env.pick_device``, its ValueError as a ConfigError naming the flag."""
     try:
-        return pick_device(name)
+        return env.pick_device(name)
     except ValueError as exc:
         raise ConfigError(f"--device {exc}") from None
 
