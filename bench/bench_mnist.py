@@ -35,7 +35,7 @@ from bench import machine  # noqa: E402
 from cli.args import open_unit_interval, positive_float, positive_int  # noqa: E402
 from gan_utils import env  # noqa: E402
 from gan_utils import evaluation as ev  # noqa: E402
-from gan_utils.data import load_mnist  # noqa: E402
+from gan_utils.data import MNISTDataError, load_mnist  # noqa: E402
 from gan_utils.models import MODELS  # noqa: E402
 from gan_utils.training import CS231N, RECIPES, train_model  # noqa: E402
 
@@ -83,20 +83,22 @@ def main() -> None:
     parser.add_argument("--first_seed", type=int, default=0,
                         help="run seeds first_seed, first_seed + 1, ... (default 0), e.g. to check a recipe on seeds "
                              "that played no part in choosing it")
-    parser.add_argument("--threads", type=int, default=None, help="default: one per available core")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="default: $GAN_THREADS, else one per available core")
     parser.add_argument("--variant", action="append", default=[], metavar="FIELD=VALUE[,...]",
                         help="also train the recipe with these Recipe fields changed, e.g. iterations=2300 "
                              "(repeatable)")
     args = parser.parse_args()
-    try:
+    try:  # bad input, in the flags or the environment, stops here, before any work
         variants = {f"recipe[{text}]": parse_variant(text) for text in args.variant}
+        threads = env.set_threads(args.threads)
+        bf16 = env.use_bfloat16("cpu")
     except ValueError as error:
         parser.error(str(error))
 
-    threads = env.set_threads(args.threads)
     images = load_mnist()[0]
     floor = ev.real_data_floor()
-    print(f"{machine.header()}, {threads} threads, bfloat16 {'on' if env.use_bfloat16('cpu') else 'off'}; "
+    print(f"{machine.header()}, {threads} threads, bfloat16 {'on' if bf16 else 'off'}; "
           f"classifier test accuracy {ev.classifier_accuracy():.4f}; real-data floor FD {floor['fd']:.2f}", flush=True)
     settings = {"CS231n": CS231N, "recipe": RECIPES,
                 **{name: {m: replace(r, **changes) for m, r in RECIPES.items()} for name, changes in variants.items()}}
@@ -136,4 +138,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except MNISTDataError as error:  # where to put the files, without a traceback
+        sys.exit(f"{Path(__file__).name}: {error}")

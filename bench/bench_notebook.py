@@ -76,6 +76,15 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="write the executed notebook here")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
     args = parser.parse_args()
+    if args.smoke:
+        os.environ["GAN_SMOKE"] = "1"
+    if args.no_bf16:
+        os.environ["GAN_BF16"] = "0"
+    try:  # the kernel inherits this environment: a bad GAN_BF16 or GAN_THREADS would stop it at its first cells
+        bf16 = env.use_bfloat16("cpu")
+        env.set_threads()
+    except ValueError as error:
+        parser.error(str(error))
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)  # a copy, so that the run's images do not land in the repository
@@ -84,11 +93,6 @@ def main() -> int:
         shutil.copytree(ROOT / "gan_utils", folder / "gan_utils", ignore=shutil.ignore_patterns("__pycache__"))
         (folder / "images").mkdir()
         os.environ["PYTHONPATH"] = str(folder)
-        if args.smoke:
-            os.environ["GAN_SMOKE"] = "1"
-        if args.no_bf16:
-            os.environ["GAN_BF16"] = "0"
-        bf16 = env.use_bfloat16("cpu")  # what the kernel, which inherits this environment, will do
         nb = nbformat.read(folder / "GAN.ipynb", as_version=4)
         client = NotebookClient(nb, timeout=args.timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(folder)}})

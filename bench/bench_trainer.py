@@ -44,7 +44,7 @@ import gan_pytorch as gp  # noqa: E402
 from bench import machine  # noqa: E402
 from gan_utils import env  # noqa: E402
 from gan_utils import evaluation as ev  # noqa: E402
-from gan_utils.data import FILES, Batches, find_file, load_mnist, resolve_data_dir  # noqa: E402
+from gan_utils.data import FILES, Batches, MNISTDataError, find_file, load_mnist, resolve_data_dir  # noqa: E402
 from gan_utils.models import MODELS, BFloat16, make_trainer  # noqa: E402
 from gan_utils.training import RECIPES, fit  # noqa: E402
 
@@ -213,7 +213,10 @@ def main() -> None:
                    help="also time the project's path (bfloat16 where supported) with a step that runs G once "
                         "(a reference, not the notebook's)")
     args = p.parse_args()
-    threads = env.set_threads()
+    try:
+        threads = env.set_threads()
+    except ValueError as error:
+        p.error(str(error))
     bf16 = env.supports_bfloat16("cpu")
     print(f"{machine.header()}, {threads} threads, model {args.model}, batch {args.batch}, {args.steps} timed "
           f"steps after {args.warmup} warm-up, {args.repeats} alternating repeats; bfloat16 supported: {bf16}")
@@ -258,4 +261,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except MNISTDataError as error:  # where to put the files, without a traceback
+        sys.exit(f"{Path(__file__).name}: {error}")

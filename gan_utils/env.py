@@ -41,9 +41,14 @@ def set_threads(n: int | None = None) -> int:
 
     On a machine shared with other busy processes, fewer threads than cores is often faster (threads that wait
     for each other get descheduled): try GAN_THREADS=1 there.
+
+    Raises ValueError if GAN_THREADS is set to anything but a positive whole number.
     """
-    if n is None and os.environ.get("GAN_THREADS"):
-        n = int(os.environ["GAN_THREADS"])
+    value = os.environ.get("GAN_THREADS", "")
+    if n is None and value:
+        if not (value.isdigit() and int(value) > 0):
+            raise ValueError(f"GAN_THREADS must be a positive whole number of threads, got {value!r}")
+        n = int(value)
     torch.set_num_threads(max(1, n or available_cores()))
     return torch.get_num_threads()
 

@@ -1,13 +1,19 @@
-"""bench_mnist's --variant: a candidate recipe is read exactly, and a bad one is refused with a message naming it."""
+"""bench_mnist's input: a --variant is read exactly; a bad flag, a bad environment variable or missing data is
+refused with one message naming it."""
 
 from __future__ import annotations
 
 import re
+import runpy
+from pathlib import Path
 
 import pytest
+import torch
 
+import gan_utils.data
 from bench import bench_mnist
 from bench.bench_mnist import parse_variant
+from gan_utils.data import MNISTDataError
 
 
 def test_a_variant_reads_each_field_in_its_own_type() -> None:
@@ -31,10 +37,33 @@ def test_a_bad_variant_is_refused_with_what_is_wrong(text: str, named: str) -> N
         parse_variant(text)
 
 
-def test_no_seeds_is_a_usage_error_before_any_work(monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setattr("sys.argv", ["bench_mnist.py", "--seeds", "0"])
+@pytest.mark.parametrize("flags, environment, named", [
+    (["--seeds", "0"], {}, "argument --seeds: must be a positive integer, got 0"),
+    (["--threads", "0"], {}, "argument --threads: must be a positive integer, got 0"),
+    ([], {"GAN_THREADS": "two"}, "GAN_THREADS must be a positive whole number of threads, got 'two'"),
+    ([], {"GAN_BF16": "yes"}, "GAN_BF16 must be 0 (train in float32) or 1 (bfloat16 where supported), got 'yes'"),
+])
+def test_bad_input_is_a_usage_error_before_any_work(flags: list[str], environment: dict[str, str], named: str,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("sys.argv", ["bench_mnist.py", *flags])
+    monkeypatch.setattr(bench_mnist, "load_mnist", lambda: pytest.fail("the data was loaded before the check"))
+    old_threads = torch.get_num_threads()
     with pytest.raises(SystemExit) as exit_info:
         bench_mnist.main()
+    torch.set_num_threads(old_threads)
     assert exit_info.value.code == 2
-    assert "argument --seeds: must be a positive integer, got 0" in capsys.readouterr().err
+    assert named in capsys.readouterr().err
+
+
+def test_missing_data_is_one_message_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(*args: object, **kwargs: object) -> None:
+        raise MNISTDataError("Put the four standard MNIST files in /nowhere/MNIST/raw")
+
+    monkeypatch.setattr(gan_utils.data, "load_mnist", missing)
+    monkeypatch.setattr("sys.argv", ["bench_mnist.py", "--models", "vanilla", "--seeds", "1"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(Path(bench_mnist.__file__)), run_name="__main__")
+    assert exit_info.value.code == "bench_mnist.py: Put the four standard MNIST files in /nowhere/MNIST/raw"

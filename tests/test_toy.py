@@ -306,6 +306,8 @@ def test_table_and_plots(dataset, tmp_path, monkeypatch):
     summary = toy.summarize(results["a"])
     assert summary["modes"][0] == np.mean([r.metrics["modes"] for r in results["a"]])
     assert "standard deviations" in toy.gain_text(results["a"], results["b"])
+    single = toy.gain_text(results["a"][:1], results["b"][:1])
+    assert "inf" not in single and single.count("one run: no spread across seeds") == 3
     for name, fig in [("snap.png", toy.plot_toy_snapshots(sat, tmp_path / "snap.png", dataset=dataset)),
                       ("seeds.png", toy.plot_final_samples(results["a"], tmp_path / "seeds.png", "a", dataset)),
                       ("loss.png", toy.plot_loss_comparison(sat, results["a"][0], tmp_path / "loss.png")),

@@ -193,6 +193,12 @@ def test_env_switches(monkeypatch) -> None:
     old = torch.get_num_threads()
     try:
         assert env.set_threads(1) == 1
+        monkeypatch.setenv("GAN_THREADS", "1")
+        assert env.set_threads() == 1
+        for bad in ("0", "-2", "two", "1.5"):
+            monkeypatch.setenv("GAN_THREADS", bad)
+            with pytest.raises(ValueError, match=f"GAN_THREADS must be a positive whole number .* got '{bad}'"):
+                env.set_threads()
     finally:
         torch.set_num_threads(old)
     assert env.image_path("x") == env.IMAGE_DIR / "x.png"

@@ -86,12 +86,18 @@ def format_table(results: Mapping[str, Sequence[ToyRun]], reference: bool = True
 
 def gain_text(baseline: Sequence[ToyRun], remedy: Sequence[ToyRun]) -> str:
     """The remedy's gain on each metric, in its own units and in standard deviations across seeds (the larger of the
-    two methods' standard deviations, so that a gain of k is at least k spreads of either)."""
+    two methods' standard deviations, so that a gain of k is at least k spreads of either). With one run of either
+    method there is no spread to compare with, and the text says so."""
     b, r = summarize(baseline), summarize(remedy)
     parts = []
     for key, scale, unit in (("modes", 1, " modes"), ("high_quality", 100, " points"), ("reverse_kl", 1, "")):
         diff = (r[key][0] - b[key][0]) * scale
         spread = max(b[key][1], r[key][1]) * scale
-        sds = f"{abs(diff) / spread:.1f}" if spread > 0 else "inf"
-        parts.append(f"{key.replace('_', ' ')} {diff:+.2f}{unit} ({sds} standard deviations)")
+        if min(len(baseline), len(remedy)) < 2:
+            sds = "one run: no spread across seeds"
+        elif spread > 0 and math.isfinite(spread):
+            sds = f"{abs(diff) / spread:.1f} standard deviations"
+        else:
+            sds = "no spread across seeds"
+        parts.append(f"{key.replace('_', ' ')} {diff:+.2f}{unit} ({sds})")
     return "gain of the remedy over the baseline: " + "; ".join(parts)
