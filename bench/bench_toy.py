@@ -91,10 +91,8 @@ def main() -> None:
     dataset = gp.Toy2dGridGaussiansDataset()
     stall = {f"D ahead, {k}": v for k, v in toy.STALL.items()}
     methods = {"baseline": toy.BASELINE, **stall, TRAINED: toy.REMEDY, **(CANDIDATES if args.candidates else {})}
-    results: dict[str, list[toy.ToyRun]] = {name: [] for name in methods}
-    for seed in seeds:  # seed by seed, each method in turn: a drift in the machine's speed hits every method alike
-        for name, runs in toy.compare(methods, [seed], dataset, workers=args.workers).items():
-            results[name] += runs
+    # seed by seed, each method in turn (a drift in the machine's speed hits every method alike), in one pool
+    results = toy.compare(methods, seeds, dataset, workers=args.workers, interleave=True)
     results[REMEDY] = through_d(REMEDY, results[TRAINED], dataset)
     if args.candidates:
         for name in ("baseline", *CANDIDATES_THROUGH_D):

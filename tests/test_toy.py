@@ -390,8 +390,10 @@ def test_runs_trained_side_by_side_are_the_runs_trained_here(dataset, monkeypatc
     printed_here = capsys.readouterr().out
     pooled = toy.compare(methods, seeds=[0, 1], dataset=dataset, workers=2)
     printed_pooled = capsys.readouterr().out
+    interleaved = toy.compare(methods, seeds=[0, 1], dataset=dataset, workers=2, interleave=True)
+    printed_interleaved = capsys.readouterr().out
     for name in methods:
-        for a, b in zip(here[name], pooled[name], strict=True):
+        for a, b in [*zip(here[name], pooled[name], strict=True), *zip(here[name], interleaved[name], strict=True)]:
             np.testing.assert_equal((a.seed, a.history, a.metrics), (b.seed, b.history, b.metrics))  # nan == nan
             for snap_a, snap_b in zip(a.snapshots, b.snapshots, strict=True):
                 np.testing.assert_array_equal(snap_a.samples, snap_b.samples)
@@ -402,6 +404,8 @@ def test_runs_trained_side_by_side_are_the_runs_trained_here(dataset, monkeypatc
     strip_seconds = [line.rsplit("(", 1)[0] for line in printed_here.splitlines()]
     assert strip_seconds == [line.rsplit("(", 1)[0] for line in printed_pooled.splitlines()]
     assert strip_seconds[0] == "plain:" and len(strip_seconds) == 6
+    assert [line.split(":")[0] for line in printed_interleaved.splitlines()] == [
+        "  plain, seed 0", "  R1, seed 0", "  plain, seed 1", "  R1, seed 1"]
 
 
 def test_runs_go_side_by_side_only_in_a_jupyter_kernel_outside_smoke_mode(monkeypatch):

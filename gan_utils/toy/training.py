@@ -435,18 +435,23 @@ def run_seeds(config: ToyConfig, seeds: Iterable[int] = range(5),
 
 def compare(methods: Mapping[str, ToyConfig], seeds: Iterable[int] = range(5),
             dataset: gp.Toy2dGridGaussiansDataset | None = None, verbose: bool = True,
-            workers: int | None = None) -> dict[str, list[ToyRun]]:
+            workers: int | None = None, interleave: bool = False) -> dict[str, list[ToyRun]]:
     """``run_seeds`` for each named config, on the same seeds and data: {name: runs}, ready for ``format_table``.
-    All the runs share the ``workers`` processes."""
-    return _train_methods(methods, seeds, dataset, verbose, workers, headers=True)
+    All the runs share the ``workers`` processes. ``interleave``: train seed by seed, each method in turn (so that
+    a drift in the machine's speed hits every method alike), naming the method on each printed line; the runs are
+    the same either way."""
+    return _train_methods(methods, seeds, dataset, verbose, workers, headers=not interleave, interleave=interleave)
 
 
 def _train_methods(methods: Mapping[str, ToyConfig], seeds: Iterable[int],
                    dataset: gp.Toy2dGridGaussiansDataset | None, verbose: bool, workers: int | None,
-                   headers: bool) -> dict[str, list[ToyRun]]:
+                   headers: bool, interleave: bool = False) -> dict[str, list[ToyRun]]:
     seeds = list(seeds)
     dataset = dataset if dataset is not None else gp.Toy2dGridGaussiansDataset()
-    jobs = [(name, config, seed) for name, config in methods.items() for seed in seeds]
+    if interleave:
+        jobs = [(name, config, seed) for seed in seeds for name, config in methods.items()]
+    else:
+        jobs = [(name, config, seed) for name, config in methods.items() for seed in seeds]
     results: dict[str, list[ToyRun]] = {name: [] for name in methods}
     # closing: the workers end here, also when something below fails
     with contextlib.closing(_train_all([(config, seed) for _, config, seed in jobs], dataset, workers)) as runs:
@@ -456,8 +461,9 @@ def _train_methods(methods: Mapping[str, ToyConfig], seeds: Iterable[int],
             results[name].append(run)
             if verbose:
                 m = run.metrics
-                print(f"  seed {seed}: {m['modes']:.0f} modes, {100 * m['high_quality']:.1f} % high quality, "
-                      f"reverse KL {m['reverse_kl']:.3f}  ({run.seconds:.1f} s)", flush=True)
+                print(f"  {f'{name}, ' if interleave else ''}seed {seed}: {m['modes']:.0f} modes, "
+                      f"{100 * m['high_quality']:.1f} % high quality, reverse KL {m['reverse_kl']:.3f}  "
+                      f"({run.seconds:.1f} s)", flush=True)
     return results
 
 
