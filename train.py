@@ -80,7 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--img_size", type=positive_int, default=28, help="image side; the MNIST models make 28")
     p.add_argument("--channels", type=positive_int, default=1, help="image channels; the MNIST models make 1")
     p.add_argument("--ema", type=unit_interval, help="decay of the moving average of G's weights that samples are "
-                                                     "drawn from; 0 turns it off (default: the model's recipe)")
+                                                     "drawn from; 0 turns it off (default: the model's recipe). Its "
+                                                     "warm-up caps it at (1 + n) / (10 + n) at step n, until step "
+                                                     "8990 for 0.999")
     p.add_argument("--no_bf16", action="store_true", help="train in float32 even where bfloat16 is supported "
                                                          "(as GAN_BF16=0 does)")
     p.add_argument("--sample_interval", type=positive_int, help="steps between sample grids (default 400)")

@@ -4,6 +4,7 @@
     python bench/bench_mnist.py --models dcgan --seeds 2
     python bench/bench_mnist.py --models dcgan --seeds 2 --first_seed 3    # seeds 3 and 4
     python bench/bench_mnist.py --models vanilla --variant iterations=2300 --variant iterations=2300,g_lr=2e-3
+    python bench/bench_mnist.py --models vanilla lsgan --without_ema
 
 For every seed, each model trains with CS231n's settings (gan_utils.training.CS231N: batch 128, Adam 1e-3 /
 (0.5, 0.999), 3900 iterations for the MLP GANs and 1950 for the DCGAN, float32, samples from G itself) and with
@@ -13,7 +14,8 @@ Frechet distance (mean ± std over seeds), the class coverage and the seconds of
 mean distance than the baseline, every digit at >= 5 % of the samples in every run, and at most 1/2 (MLP GANs)
 or 1/3 (DCGAN) of the baseline's time. Each --variant (fields of gan_utils.training.Recipe, comma-separated) also
 trains, after the recipe, as the recipe with those fields changed, and is held to the same bars: a candidate measured
-beside the recipe and the baseline in one run. Asserts nothing.
+beside the recipe and the baseline in one run. With --without_ema, the G of every run that samples from an average
+of G's weights is also scored without it (the same training): what the average adds. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from cli.args import open_unit_interval, positive_float, positive_int  # noqa: E
 from gan_utils import env  # noqa: E402
 from gan_utils import evaluation as ev  # noqa: E402
 from gan_utils.data import MNISTDataError, load_mnist  # noqa: E402
-from gan_utils.models import MODELS  # noqa: E402
+from gan_utils.models import MODELS, unwrap  # noqa: E402
 from gan_utils.training import CS231N, RECIPES, train_model  # noqa: E402
 
 TIME_BAR = {"vanilla": 1 / 2, "lsgan": 1 / 2, "dcgan": 1 / 3}
@@ -88,6 +90,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="FIELD=VALUE[,...]",
                         help="also train the recipe with these Recipe fields changed, e.g. iterations=2300 "
                              "(repeatable)")
+    parser.add_argument("--without_ema", action="store_true",
+                        help="also score the G of each run that samples from an EMA of G, without the EMA")
     args = parser.parse_args()
     try:  # bad input, in the flags or the environment, stops here, before any work
         variants = {f"recipe[{text}]": parse_variant(text) for text in args.variant}
@@ -102,7 +106,8 @@ def main() -> None:
           f"classifier test accuracy {ev.classifier_accuracy():.4f}; real-data floor FD {floor['fd']:.2f}", flush=True)
     settings = {"CS231n": CS231N, "recipe": RECIPES,
                 **{name: {m: replace(r, **changes) for m, r in RECIPES.items()} for name, changes in variants.items()}}
-    width = max(map(len, settings)) + 1
+    bare_suffix = ", G itself (no EMA)"
+    width = max(len(name) + (len(bare_suffix) if args.without_ema else 0) for name in settings) + 1
     runs: dict[tuple[str, str], list[dict]] = {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for model in args.models:
@@ -116,6 +121,12 @@ def main() -> None:
                       f"{recipe.g_lr or gp.LEARNING_RATE:g}, EMA "
                       f"{recipe.ema_decay}, bf16 {recipe.bf16}: {score['seconds']:6.1f} s, FD {score['fd']:7.2f}, "
                       f"classes>=5% {score['classes_5pct']}, min share {score['min_class_share']:.3f}", flush=True)
+                if args.without_ema and run.ema is not None:
+                    bare = ev.evaluate_generator(unwrap(run.trainer.G)) | {"seconds": score["seconds"]}
+                    runs.setdefault((model, name + bare_suffix), []).append(bare)
+                    print(f"seed {seed} {model:<8}{name + bare_suffix:<{width}} the same training, G without its "
+                          f"EMA: FD {bare['fd']:7.2f}, classes>=5% {bare['classes_5pct']}, min share "
+                          f"{bare['min_class_share']:.3f}", flush=True)
 
     print(f"\n{'model':<9}{'setting':<{width}}{'runs':>5}{'FD mean ± std':>18}{'digits >= 5 %':>15}{'seconds':>10}")
     for (model, name), scores in runs.items():

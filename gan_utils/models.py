@@ -151,8 +151,10 @@ class EMA:
     """An exponential moving average of a network's weights, to sample from (Yazici et al., 2019).
 
     After each step, ``average = d * average + (1 - d) * weights`` with ``d = min(decay, (1 + n) / (10 + n))`` at
-    update n: the short warm-up keeps the untrained starting weights from lingering in the average. Buffers
-    (batch-norm statistics) are copied. ``module`` is the averaged network, in eval mode.
+    update n: the warm-up keeps the untrained starting weights from lingering in the average. It lasts until update
+    (10 decay - 1) / (1 - decay), 8990 for a decay of 0.999; in a shorter run it sets d at every update, and the
+    average spans about the last ninth of the updates (1 / (1 - d) = (10 + n) / 9). Buffers (batch-norm statistics)
+    are copied. ``module`` is the averaged network, in eval mode.
     """
 
     def __init__(self, net: nn.Module, decay: float) -> None:

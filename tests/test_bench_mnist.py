@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ import gan_utils.data
 from bench import bench_mnist
 from bench.bench_mnist import parse_variant
 from gan_utils.data import MNISTDataError
+from gan_utils.training import Recipe
 
 
 def test_a_variant_reads_each_field_in_its_own_type() -> None:
@@ -67,3 +69,33 @@ def test_missing_data_is_one_message_without_a_traceback(monkeypatch: pytest.Mon
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(Path(bench_mnist.__file__)), run_name="__main__")
     assert exit_info.value.code == "bench_mnist.py: Put the four standard MNIST files in /nowhere/MNIST/raw"
+
+
+def test_without_ema_scores_the_same_trainings_g_beside_its_average(monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    averaged, bare = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+
+    def train_model(model: str, images: object, recipe: Recipe, seed: int, progress: bool) -> SimpleNamespace:
+        ema = SimpleNamespace(module=averaged) if recipe.ema_decay else None
+        return SimpleNamespace(recipe=recipe, ema=ema, G=averaged if ema else bare,
+                               trainer=SimpleNamespace(G=bare), history=SimpleNamespace(seconds=10.0 + seed))
+
+    def evaluate_generator(G: torch.nn.Module) -> dict[str, float]:
+        return {"fd": 100.0 if G is averaged else 200.0, "classes_5pct": 10, "min_class_share": 0.06}
+
+    monkeypatch.setattr(bench_mnist, "load_mnist", lambda: (None, None))
+    monkeypatch.setattr(bench_mnist, "train_model", train_model)
+    monkeypatch.setattr(bench_mnist.ev, "evaluate_generator", evaluate_generator)
+    monkeypatch.setattr(bench_mnist.ev, "real_data_floor", lambda: {"fd": 2.0})
+    monkeypatch.setattr(bench_mnist.ev, "classifier_accuracy", lambda: 0.99)
+    monkeypatch.setattr("sys.argv", ["bench_mnist.py", "--models", "vanilla", "--seeds", "2", "--without_ema"])
+    old_threads = torch.get_num_threads()
+    bench_mnist.main()
+    torch.set_num_threads(old_threads)
+    out = capsys.readouterr().out
+    # the baseline keeps no average, so only the recipe gets a second score, from the same training
+    assert out.count("recipe, G itself (no EMA)") == 3 and "CS231n, G itself" not in out
+    assert re.search(r"seed 1 vanilla recipe, G itself \(no EMA\) +the same training, G without its EMA: FD  200\.00",
+                     out)
+    assert re.search(r"vanilla  recipe, G itself \(no EMA\) +2 +200\.0 ± 0\.0 +10/10 +10\.5", out)
+    assert "recipe, G itself (no EMA) FD" not in out  # held to no bars: it is not a setting that could be chosen

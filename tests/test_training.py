@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 import gan_pytorch as gp  # noqa: E402
 from gan_utils import env, models, plots, training  # noqa: E402
@@ -136,6 +137,21 @@ def test_fit_trains_and_ema_lags_behind(images: torch.Tensor) -> None:
     assert all(not torch.equal(m, a) and not torch.equal(m, b) for m, a, b in zip(averaged, after, before))
     with pytest.raises(ValueError, match="decay"):
         models.EMA(trainer.G, 1.5)
+
+
+def test_ema_decay_is_its_warm_up_until_the_warm_up_reaches_it() -> None:
+    net = nn.Linear(1, 1, bias=False)
+    for decay, warm_up_ends in ((0.5, 8), (0.999, 8990)):
+        with torch.no_grad():
+            net.weight.fill_(0.0)
+        ema, expected = models.EMA(net, decay), 0.0
+        for n in range(1, 40):
+            with torch.no_grad():
+                net.weight.fill_(float(n))
+            ema.update(net)
+            d = decay if n >= warm_up_ends else (1 + n) / (10 + n)
+            expected = d * expected + (1 - d) * n
+            assert ema.module.weight.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_fit_resumes_from_its_history_exactly(images: torch.Tensor) -> None:
