@@ -46,7 +46,7 @@ def set_threads(n: int | None = None) -> int:
     """
     value = os.environ.get("GAN_THREADS", "")
     if n is None and value:
-        if not (value.isdigit() and int(value) > 0):
+        if not (value.isascii() and value.isdigit() and int(value) > 0):
             raise ValueError(f"GAN_THREADS must be a positive whole number of threads, got {value!r}")
         n = int(value)
     torch.set_num_threads(max(1, n or available_cores()))

@@ -211,7 +211,7 @@ def test_env_switches(monkeypatch) -> None:
         assert env.set_threads(1) == 1
         monkeypatch.setenv("GAN_THREADS", "1")
         assert env.set_threads() == 1
-        for bad in ("0", "-2", "two", "1.5"):
+        for bad in ("0", "-2", "two", "1.5", "²"):
             monkeypatch.setenv("GAN_THREADS", bad)
             with pytest.raises(ValueError, match=f"GAN_THREADS must be a positive whole number .* got '{bad}'"):
                 env.set_threads()
