@@ -62,6 +62,12 @@ FIELD_TYPES: dict[str, Callable[[str], Any]] = {"batch_size": positive_int, "ite
                                                 "fast": _bool}
 
 
+def quality(score: dict[str, Any]) -> str:
+    """A generator's scores (``ev.evaluate_generator``) as printed on each run's line."""
+    return (f"FD {score['fd']:7.2f}, classes>=5% {score['classes_5pct']}, min share "
+            f"{score['min_class_share']:.3f}")
+
+
 def parse_variant(text: str) -> dict[str, Any]:
     """'iterations=2300,g_lr=2e-3' -> {'iterations': 2300, 'g_lr': 0.002}; a clear ValueError for anything else."""
     changes: dict[str, Any] = {}
@@ -118,15 +124,13 @@ def main() -> None:
                 score["seconds"] = run.history.seconds
                 runs.setdefault((model, name), []).append(score)
                 print(f"seed {seed} {model:<8}{name:<{width}} batch {recipe.batch_size} x {recipe.iterations} it, G lr "
-                      f"{recipe.g_lr or gp.LEARNING_RATE:g}, EMA "
-                      f"{recipe.ema_decay}, bf16 {recipe.bf16}: {score['seconds']:6.1f} s, FD {score['fd']:7.2f}, "
-                      f"classes>=5% {score['classes_5pct']}, min share {score['min_class_share']:.3f}", flush=True)
+                      f"{recipe.g_lr or gp.LEARNING_RATE:g}, EMA {recipe.ema_decay}, bf16 {recipe.bf16}: "
+                      f"{score['seconds']:6.1f} s, {quality(score)}", flush=True)
                 if args.without_ema and run.ema is not None:
                     bare = ev.evaluate_generator(unwrap(run.trainer.G)) | {"seconds": score["seconds"]}
                     runs.setdefault((model, name + bare_suffix), []).append(bare)
                     print(f"seed {seed} {model:<8}{name + bare_suffix:<{width}} the same training, G without its "
-                          f"EMA: FD {bare['fd']:7.2f}, classes>=5% {bare['classes_5pct']}, min share "
-                          f"{bare['min_class_share']:.3f}", flush=True)
+                          f"EMA: {quality(bare)}", flush=True)
 
     print(f"\n{'model':<9}{'setting':<{width}}{'runs':>5}{'FD mean ± std':>18}{'digits >= 5 %':>15}{'seconds':>10}")
     for (model, name), scores in runs.items():

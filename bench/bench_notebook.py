@@ -82,7 +82,7 @@ def main() -> int:
         os.environ["GAN_BF16"] = "0"
     try:  # the kernel inherits this environment: a bad GAN_BF16 or GAN_THREADS would stop it at its first cells
         bf16 = env.use_bfloat16("cpu")
-        env.set_threads()
+        env.requested_threads()
     except ValueError as error:
         parser.error(str(error))
 

@@ -36,19 +36,27 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def requested_threads() -> int | None:
+    """The threads that the environment variable GAN_THREADS asks for (None if unset or empty).
+
+    Raises ValueError if it is set to anything but a positive whole number."""
+    value = os.environ.get("GAN_THREADS", "")
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit() and int(value) > 0):
+        raise ValueError(f"GAN_THREADS must be a positive whole number of threads, got {value!r}")
+    return int(value)
+
+
 def set_threads(n: int | None = None) -> int:
-    """Set torch's intra-op threads: ``n``, else $GAN_THREADS, else one per available core; returns the count.
+    """Set torch's intra-op threads: ``n``, else $GAN_THREADS (``requested_threads``), else one per available
+    core; returns the count.
 
     On a machine shared with other busy processes, fewer threads than cores is often faster (threads that wait
     for each other get descheduled): try GAN_THREADS=1 there.
-
-    Raises ValueError if GAN_THREADS is set to anything but a positive whole number.
     """
-    value = os.environ.get("GAN_THREADS", "")
-    if n is None and value:
-        if not (value.isascii() and value.isdigit() and int(value) > 0):
-            raise ValueError(f"GAN_THREADS must be a positive whole number of threads, got {value!r}")
-        n = int(value)
+    if n is None:
+        n = requested_threads()
     torch.set_num_threads(max(1, n or available_cores()))
     return torch.get_num_threads()
 
