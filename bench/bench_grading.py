@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import machine  # noqa: E402
+from cli.args import positive_int  # noqa: E402
 from instructor import fixtures, grade, notebook_grading, sandbox  # noqa: E402
 
 KINDS = ("solution", "partial", "release")
@@ -57,8 +58,8 @@ def _as_rewritten(source: Path, dest: Path) -> Path:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=int, default=20)
-    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--n", type=positive_int, default=20)
+    p.add_argument("--jobs", type=positive_int, default=2)
     p.add_argument("--notebook", default="fixture", help="fixture, none, or a source notebook path")
     p.add_argument("--as-rewritten", action="store_true",
                    help="tag every locked, ungraded code cell but 'setup' no-autograde first (how the rewritten "

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import machine  # noqa: E402
+from cli.args import positive_int  # noqa: E402
 from gan_utils import env  # noqa: E402
 
 
@@ -74,7 +75,7 @@ def main() -> int:
     parser.add_argument("--no_bf16", action="store_true",
                         help="set GAN_BF16=0: the MNIST GANs train in float32, as on a CPU without bfloat16")
     parser.add_argument("--out", type=Path, help="write the executed notebook here")
-    parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
+    parser.add_argument("--timeout", type=positive_int, default=1800, help="seconds allowed per cell")
     args = parser.parse_args()
     if args.smoke:
         os.environ["GAN_SMOKE"] = "1"

@@ -2,7 +2,7 @@
 train.py's), and the quality of float32 against bfloat16 at equal steps.
 
     python bench/bench_trainer.py [--model vanilla] [--batch 128] [--steps 60] [--repeats 5] [--quality_seeds 3]
-                                  [--compile] [--g_once]
+                                  [--compile] [--g_once] [--profile]
 
 (a) is the loop of the popular PyTorch-GAN ``gan.py``, on the same networks: torchvision's MNIST with
 ToTensor/Normalize through a DataLoader(shuffle=True), a Sigmoid on D with nn.BCELoss, numpy noise, PyTorch's default
@@ -16,8 +16,12 @@ pass through G. The loops alternate, ``--repeats`` times, and each rate and spee
 the repeats; so is the speed-up that bfloat16 gives G's matrix products alone (``product_speedup``, where bfloat16 is
 supported), near which a step made mostly of them stays. Then (b) and (c) each train ``--quality_steps`` steps from
 each of ``--quality_seeds`` seeds, G at the learning rate of the model's recipe, and are scored by the Frechet
-distance of 10 000 samples of G (mean ± std), so that the speed is not bought with quality. Prints figures only;
-asserts nothing.
+distance of 10 000 samples of G (mean ± std), so that the speed is not bought with quality.
+
+With ``--profile``, each loop also runs its steps once more under ``torch.profiler``, which splits a step into matrix
+products, the optimizer, casts and copies, and the rest (``step_parts``); the script then says how much of the
+bfloat16 path's step (float32 without it) lies outside its matrix products and in its optimizer, against the time a
+step may take at 3x the DataLoader loop's rate. Prints figures only; asserts nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gan_pytorch as gp  # noqa: E402
 from bench import machine  # noqa: E402
+from cli.args import non_negative_int, positive_int  # noqa: E402
 from gan_utils import env  # noqa: E402
 from gan_utils import evaluation as ev  # noqa: E402
 from gan_utils.data import FILES, Batches, MNISTDataError, find_file, load_mnist, resolve_data_dir  # noqa: E402
@@ -159,6 +164,44 @@ def common_rate(steps: Callable[[], Iterator[None]]) -> Callable[[int, int], flo
     return rate
 
 
+PARTS = ("matrix products", "optimizer", "casts and copies", "the rest")
+
+
+def _is_product(op: str) -> bool:
+    return op in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm") or "conv" in op
+
+
+def step_parts(rate: Callable[[int, int], float], steps: int) -> dict[str, float]:
+    """Where a step of a loop (a ``rate`` function of this script) goes: milliseconds per step over ``steps`` steps
+    run under ``torch.profiler``, split into PARTS. Matrix products and casts and copies (``aten::copy_``, which the
+    bfloat16 casts go through) count the operators' own time; the optimizer counts all of its ``step`` and
+    ``zero_grad``; the rest (element-wise layers, losses, noise, autograd's and Python's own work, data loading) is
+    the remainder of the step. The profiler slows every operator call a little, which inflates the rest most."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        step_ms = 1000 / rate(steps, 0)
+    events = profiler.key_averages()
+    own = {name: sum(e.self_cpu_time_total for e in events if test(e.key))
+           for name, test in (("matrix products", _is_product), ("casts and copies", lambda op: op == "aten::copy_"))}
+    optimizer = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer."))
+    parts = {"matrix products": own["matrix products"], "optimizer": optimizer,
+             "casts and copies": own["casts and copies"]}
+    parts = {name: us / 1000 / steps for name, us in parts.items()}
+    return {"step": step_ms, **parts, "the rest": step_ms - sum(parts.values())}
+
+
+def print_parts(loops: dict[str, Callable[[int, int], float]], steps: int) -> dict[str, dict[str, float]]:
+    """Print ``step_parts`` of every loop; return each loop's share of its step per part."""
+    print(f"\nwhere a step goes, under torch.profiler ({steps} steps a loop): milliseconds a step (share of it)")
+    print(f"{'loop':40s} {'step':>6s}" + "".join(f" {name:>18s}" for name in PARTS))
+    shares = {}
+    for name, rate in loops.items():
+        parts = step_parts(rate, steps)
+        shares[name] = {part: parts[part] / parts["step"] for part in PARTS}
+        print(f"{name:40s} {parts['step']:6.1f}" + "".join(f" {parts[part]:9.1f} ({100 * shares[name][part]:3.0f} %)"
+                                                           for part in PARTS))
+    return shares
+
+
 @torch.no_grad()
 def product_speedup(model: str, batch: int, repeats: int, calls: int = 50) -> np.ndarray:
     """bfloat16 over float32 speed of G's matrix products alone: the forward of each of G's linear and convolution
@@ -201,14 +244,19 @@ def quality(model: str, images: torch.Tensor, batch: int, steps: int, bf16: bool
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=list(MODELS), default="vanilla")
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--steps", type=int, default=60, help="timed steps per loop and repeat")
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=5, help="alternate the loops this often (mean ± std over them)")
-    p.add_argument("--quality_steps", type=int, default=2000, help="steps of the float32/bfloat16 quality runs")
-    p.add_argument("--quality_seeds", type=int, default=3,
+    p.add_argument("--batch", type=positive_int, default=128)
+    p.add_argument("--steps", type=positive_int, default=60, help="timed steps per loop and repeat")
+    p.add_argument("--warmup", type=non_negative_int, default=5)
+    p.add_argument("--repeats", type=positive_int, default=5,
+                   help="alternate the loops this often (mean ± std over them)")
+    p.add_argument("--quality_steps", type=positive_int, default=2000,
+                   help="steps of the float32/bfloat16 quality runs")
+    p.add_argument("--quality_seeds", type=non_negative_int, default=3,
                    help="seeds of the quality runs (mean ± std over them; 0: none)")
     p.add_argument("--compile", action="store_true", help="also time the project's path through torch.compile")
+    p.add_argument("--profile", action="store_true",
+                   help="also split a step of each loop into matrix products, the optimizer, casts and copies, and "
+                        "the rest (torch.profiler)")
     p.add_argument("--g_once", action="store_true",
                    help="also time the project's path (bfloat16 where supported) with a step that runs G once "
                         "(a reference, not the notebook's)")
@@ -238,11 +286,19 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, rate in loops.items():
                 rates[name].append(rate(args.steps, args.warmup))
-    common = np.array(rates["DataLoader loop (PyTorch-GAN style)"])
-    print(f"{'loop':40s} {'steps/s (mean ± std)':>22s} {'speed-up (mean ± std)':>23s}")
-    for name, values in rates.items():
-        ratio = np.array(values) / common  # per repeat: both loops timed back to back
-        print(f"{name:40s} {np.mean(values):13.2f} ± {np.std(values):5.2f} {ratio.mean():15.2f}x ± {ratio.std():4.2f}")
+        common = np.array(rates["DataLoader loop (PyTorch-GAN style)"])
+        print(f"{'loop':40s} {'steps/s (mean ± std)':>22s} {'speed-up (mean ± std)':>23s}")
+        for name, values in rates.items():
+            ratio = np.array(values) / common  # per repeat: both loops timed back to back
+            print(f"{name:40s} {np.mean(values):13.2f} ± {np.std(values):5.2f} {ratio.mean():15.2f}x ± "
+                  f"{ratio.std():4.2f}")
+        if args.profile:
+            shares = print_parts(loops, args.steps)
+            budget, step = 1000 / (3 * common.mean()), 1000 / np.mean(rates[fastest])
+            outside, optimizer = (step * (1 - shares[fastest]["matrix products"]), step * shares[fastest]["optimizer"])
+            print(f"at 3x the DataLoader loop's rate a step may take {budget:.1f} ms; a step of the {fastest} takes "
+                  f"{step:.1f} ms (its rate above), {outside:.1f} ms of it outside matrix products and {optimizer:.1f} "
+                  "ms in the optimizer (its shares under the profiler)")
     if bf16:
         ratio = product_speedup(args.model, args.batch, args.repeats)
         print(f"G's matrix products alone (its linear and convolution layers' forward), bfloat16 over float32: "

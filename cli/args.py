@@ -39,6 +39,11 @@ def positive_int(text: str) -> int:
     return _checked(text, int, lambda v: v > 0, "a positive integer")
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _checked(text, int, lambda v: v >= 0, "a whole number >= 0")
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite float > 0."""
     return _checked(text, float, lambda v: 0 < v < math.inf, "a positive number")

@@ -272,3 +272,14 @@ def test_the_trainer_benchmarks_product_speedup_gives_a_ratio_per_repeat(model: 
 
     ratios = product_speedup(model, batch=4, repeats=2, calls=1)
     assert ratios.shape == (2,) and np.all(np.isfinite(ratios)) and np.all(ratios > 0)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_trainer_benchmarks_step_parts_split_a_profiled_step(bf16: bool, images: torch.Tensor) -> None:
+    from bench.bench_trainer import PARTS, project_loop, step_parts
+
+    parts = step_parts(project_loop("vanilla", images, batch=8, bf16=bf16), steps=3)
+    assert set(parts) == {"step", *PARTS}
+    assert parts["matrix products"] > 0 and parts["optimizer"] > 0 and parts["step"] > 0
+    assert parts["casts and copies"] > 0 if bf16 else parts["casts and copies"] >= 0  # bfloat16 casts weights, grads
+    assert all(0 <= parts[name] < parts["step"] for name in PARTS)  # no part counted twice
