@@ -180,12 +180,10 @@ def step_parts(rate: Callable[[int, int], float], steps: int) -> dict[str, float
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
         step_ms = 1000 / rate(steps, 0)
     events = profiler.key_averages()
-    own = {name: sum(e.self_cpu_time_total for e in events if test(e.key))
-           for name, test in (("matrix products", _is_product), ("casts and copies", lambda op: op == "aten::copy_"))}
-    optimizer = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer."))
-    parts = {"matrix products": own["matrix products"], "optimizer": optimizer,
-             "casts and copies": own["casts and copies"]}
-    parts = {name: us / 1000 / steps for name, us in parts.items()}
+    microseconds = {"matrix products": sum(e.self_cpu_time_total for e in events if _is_product(e.key)),
+                    "optimizer": sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer.")),
+                    "casts and copies": sum(e.self_cpu_time_total for e in events if e.key == "aten::copy_")}
+    parts = {name: us / 1000 / steps for name, us in microseconds.items()}
     return {"step": step_ms, **parts, "the rest": step_ms - sum(parts.values())}
 
 
@@ -295,7 +293,8 @@ def main() -> None:
         if args.profile:
             shares = print_parts(loops, args.steps)
             budget, step = 1000 / (3 * common.mean()), 1000 / np.mean(rates[fastest])
-            outside, optimizer = (step * (1 - shares[fastest]["matrix products"]), step * shares[fastest]["optimizer"])
+            outside = step * (1 - shares[fastest]["matrix products"])
+            optimizer = step * shares[fastest]["optimizer"]
             print(f"at 3x the DataLoader loop's rate a step may take {budget:.1f} ms; a step of the {fastest} takes "
                   f"{step:.1f} ms (its rate above), {outside:.1f} ms of it outside matrix products and {optimizer:.1f} "
                   "ms in the optimizer (its shares under the profiler)")
