@@ -37,7 +37,7 @@ from bench import machine  # noqa: E402
 from cli.args import open_unit_interval, positive_float, positive_int  # noqa: E402
 from gan_utils import env  # noqa: E402
 from gan_utils import evaluation as ev  # noqa: E402
-from gan_utils.data import MNISTDataError, load_mnist  # noqa: E402
+from gan_utils.data import load_mnist  # noqa: E402
 from gan_utils.models import MODELS, unwrap  # noqa: E402
 from gan_utils.training import CS231N, RECIPES, train_model  # noqa: E402
 
@@ -153,7 +153,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except MNISTDataError as error:  # where to put the files, without a traceback
-        sys.exit(f"{Path(__file__).name}: {error}")
+    machine.run(main, __file__)

@@ -49,7 +49,7 @@ from bench import machine  # noqa: E402
 from cli.args import non_negative_int, positive_int  # noqa: E402
 from gan_utils import env  # noqa: E402
 from gan_utils import evaluation as ev  # noqa: E402
-from gan_utils.data import FILES, Batches, MNISTDataError, find_file, load_mnist, resolve_data_dir  # noqa: E402
+from gan_utils.data import FILES, Batches, find_file, load_mnist, resolve_data_dir  # noqa: E402
 from gan_utils.models import MODELS, BFloat16, make_trainer  # noqa: E402
 from gan_utils.training import RECIPES, fit  # noqa: E402
 
@@ -316,7 +316,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except MNISTDataError as error:  # where to put the files, without a traceback
-        sys.exit(f"{Path(__file__).name}: {error}")
+    machine.run(main, __file__)

@@ -1,14 +1,18 @@
-"""The line each benchmark prints first: the day and the machine, so that every figure names where it came from."""
+"""The line each benchmark prints first: the day and the machine, so that every figure names where it came from; and
+how a benchmark that reads MNIST ends when the files are missing (``run``)."""
 
 from __future__ import annotations
 
 import platform
+import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 import torch
 
 from gan_utils import env
+from gan_utils.data import MNISTDataError
 
 # the instruction sets that decide how fast bfloat16 runs on a CPU (see gan_utils.env.supports_bfloat16)
 BFLOAT16_FLAGS = {"avx512f": "AVX-512", "avx512_bf16": "AVX-512 BF16", "amx_bf16": "AMX"}
@@ -38,3 +42,12 @@ def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
 def header() -> str:
     """Today's date, the CPU (``cpu_name``), the cores this process may use and torch's version."""
     return f"{date.today()}, {cpu_name()}, {env.available_cores()} cores, torch {torch.__version__}"
+
+
+def run(main: Callable[[], object], script: str) -> None:
+    """Call a benchmark's ``main``; missing or corrupt MNIST files end it with one line that says where to put them
+    (after the script's name), without a traceback."""
+    try:
+        main()
+    except MNISTDataError as error:
+        sys.exit(f"{Path(script).name}: {error}")
