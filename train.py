@@ -69,8 +69,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", choices=list(MODELS), help=f"default vanilla. {models}")
     p.add_argument("--n_epochs", type=positive_int, help="epochs in total, counting resumed ones (default 10)")
     p.add_argument("--batch_size", type=positive_int, help="default: the notebook's recipe for the model (128)")
+    recipe_d_lr = ", ".join(f"{name} {recipe.d_lr or gp.LEARNING_RATE:g}" for name, recipe in RECIPES.items())
     p.add_argument("--lr", type=positive_float,
-                   help=f"Adam's learning rate for D, and for G unless --g_lr is given (default {gp.LEARNING_RATE:g})")
+                   help=f"Adam's learning rate for D, and for G unless --g_lr is given (default: the model's recipe: "
+                        f"{recipe_d_lr})")
     recipe_g_lr = ", ".join(f"{name} {recipe.g_lr or gp.LEARNING_RATE:g}" for name, recipe in RECIPES.items())
     p.add_argument("--g_lr", type=positive_float,
                    help=f"Adam's learning rate for G (default: --lr if given, else the model's recipe: {recipe_g_lr})")
@@ -113,11 +115,11 @@ def resolve_config(args: argparse.Namespace, saved: dict[str, Any] | None, bf16_
     else:
         model = args.model or DEFAULTS["model"]
         recipe = RECIPES[model]
-        config = {**DEFAULTS, "model": model, "batch_size": recipe.batch_size, "ema": recipe.ema_decay or 0.0,
-                  "bf16": recipe.bf16 and bf16_here}
+        config = {**DEFAULTS, "model": model, "batch_size": recipe.batch_size, "lr": recipe.d_lr or gp.LEARNING_RATE,
+                  "ema": recipe.ema_decay or 0.0, "bf16": recipe.bf16 and bf16_here}
         config.update({k: v for k, v in given.items() if v is not None})
-        if config.get("g_lr") is None:
-            config["g_lr"] = recipe.g_lr if recipe.g_lr is not None and args.lr is None else config["lr"]
+        if config.get("g_lr") is None:  # --lr's, if given, else the recipe's
+            config["g_lr"] = config["lr"] if args.lr is not None else recipe.g_lr or gp.LEARNING_RATE
     for key in ("n_epochs", "sample_interval", "checkpoint_every"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)

@@ -57,7 +57,8 @@ def _bool(text: str) -> bool:
 
 # How a --variant's values are read and checked, per Recipe field.
 FIELD_TYPES: dict[str, Callable[[str], Any]] = {"batch_size": positive_int, "iterations": positive_int,
-                                                "sample_every": positive_int, "g_lr": _or_none(positive_float),
+                                                "sample_every": positive_int, "d_lr": _or_none(positive_float),
+                                                "g_lr": _or_none(positive_float),
                                                 "ema_decay": _or_none(open_unit_interval), "bf16": _bool,
                                                 "fast": _bool}
 
@@ -123,9 +124,10 @@ def main() -> None:
                 score = ev.evaluate_generator(run.G)
                 score["seconds"] = run.history.seconds
                 runs.setdefault((model, name), []).append(score)
-                print(f"seed {seed} {model:<8}{name:<{width}} batch {recipe.batch_size} x {recipe.iterations} it, G lr "
-                      f"{recipe.g_lr or gp.LEARNING_RATE:g}, EMA {recipe.ema_decay}, bf16 {recipe.bf16}: "
-                      f"{score['seconds']:6.1f} s, {quality(score)}", flush=True)
+                print(f"seed {seed} {model:<8}{name:<{width}} batch {recipe.batch_size} x {recipe.iterations} it, D lr "
+                      f"{recipe.d_lr or gp.LEARNING_RATE:g}, G lr {recipe.g_lr or gp.LEARNING_RATE:g}, EMA "
+                      f"{recipe.ema_decay}, bf16 {recipe.bf16}: {score['seconds']:6.1f} s, {quality(score)}",
+                      flush=True)
                 if args.without_ema and run.ema is not None:
                     bare = ev.evaluate_generator(unwrap(run.trainer.G)) | {"seconds": score["seconds"]}
                     runs.setdefault((model, name + bare_suffix), []).append(bare)

@@ -233,7 +233,7 @@ def product_speedup(model: str, batch: int, repeats: int, calls: int = 50) -> np
 
 def quality(model: str, images: torch.Tensor, batch: int, steps: int, bf16: bool, seed: int) -> tuple[float, float]:
     """(Frechet distance of G after ``steps`` steps from ``seed``, seconds): through fit, as train.py trains."""
-    trainer = make_trainer(model, bf16=bf16, seed=seed, g_lr=RECIPES[model].g_lr)
+    trainer = make_trainer(model, bf16=bf16, seed=seed, d_lr=RECIPES[model].d_lr, g_lr=RECIPES[model].g_lr)
     torch.manual_seed(seed)
     history = fit(trainer, Batches(images, batch, seed=seed), steps, progress=False)
     return ev.evaluate_generator(trainer.G)["fd"], history.seconds
@@ -304,8 +304,9 @@ def main() -> None:
               f"{ratio.mean():.2f}x ± {ratio.std():.2f}")
     if args.quality_seeds < 1:
         return
-    g_lr = RECIPES[args.model].g_lr
-    print(f"\nquality at {args.quality_steps} steps{f', G at learning rate {g_lr:g} (the recipe)' if g_lr else ''}, "
+    rates = ", ".join(f"{net} at learning rate {lr:g}" for net, lr in (("D", RECIPES[args.model].d_lr),
+                                                                         ("G", RECIPES[args.model].g_lr)) if lr)
+    print(f"\nquality at {args.quality_steps} steps{f', {rates} (the recipe)' if rates else ''}, "
           f"seeds 0..{args.quality_seeds - 1}, 10 000 samples each:")
     for flag in (False, True) if bf16 else (False,):
         runs = [quality(args.model, images, args.batch, args.quality_steps, flag, seed)

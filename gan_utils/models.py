@@ -121,11 +121,13 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def make_trainer(model: str, *, noise_dim: int = gp.NOISE_DIM, device: torch.device | str = "cpu",
-                 seed: int = 0, bf16: bool = False, fast: bool = True, g_lr: float | None = None) -> gp.GANTrainer:
+                 seed: int = 0, bf16: bool = False, fast: bool = True, d_lr: float | None = None,
+                 g_lr: float | None = None) -> gp.GANTrainer:
     """Your ``GANTrainer`` for "vanilla", "lsgan" or "dcgan", with weights drawn from ``seed``.
 
-    D and G come from your functions, each gets its own ``get_optimizer``, and the losses are yours. ``g_lr``, if
-    given, is G's learning rate, set after ``get_optimizer`` (a recipe's, where it differs from yours). With
+    D and G come from your functions, each gets its own ``get_optimizer``, and the losses are yours. ``d_lr`` and
+    ``g_lr``, if given, are D's and G's learning rates, set after ``get_optimizer`` (a recipe's, where they differ
+    from yours). With
     ``fast`` (the same maths, less time): Adam switched to its fused implementation, and convolutional networks in
     the channels-last layout. With ``bf16`` the networks run under ``BFloat16``.
     """
@@ -138,8 +140,9 @@ def make_trainer(model: str, *, noise_dim: int = gp.NOISE_DIM, device: torch.dev
     if fast and convolutional:
         D, G = D.to(memory_format=torch.channels_last), G.to(memory_format=torch.channels_last)
     D_solver, G_solver = gp.get_optimizer(D), gp.get_optimizer(G)
-    if g_lr is not None:
-        set_lr(G_solver, g_lr)
+    for solver, lr in ((D_solver, d_lr), (G_solver, g_lr)):
+        if lr is not None:
+            set_lr(solver, lr)
     if fast:
         D_solver, G_solver = fuse_adam(D_solver), fuse_adam(G_solver)
     if bf16:

@@ -31,13 +31,14 @@ from gan_utils.plots import save_grid
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one model is trained: batch size, iterations, G's learning rate when it differs from ``get_optimizer``'s
-    (None: the same), the EMA decay of G's weights to sample from (None: sample from G itself), bfloat16 networks
-    (where ``env.use_bfloat16``), ``fast`` (fused Adam, channels-last convolutions: the same maths, less time),
-    and how often to save a sample grid."""
+    """How one model is trained: batch size, iterations, D's and G's learning rates when they differ from
+    ``get_optimizer``'s (None: the same), the EMA decay of G's weights to sample from (None: sample from G itself),
+    bfloat16 networks (where ``env.use_bfloat16``), ``fast`` (fused Adam, channels-last convolutions: the same
+    maths, less time), and how often to save a sample grid."""
 
     batch_size: int
     iterations: int
+    d_lr: float | None = None
     g_lr: float | None = None
     ema_decay: float | None = None
     bf16: bool = False
@@ -177,7 +178,7 @@ def train_model(model: str, images: torch.Tensor, recipe: Recipe | None = None, 
     recipe = (recipe or RECIPES[model]).for_this_run()
     recipe = replace(recipe, bf16=recipe.bf16 and env.use_bfloat16(images.device))
     trainer = make_trainer(model, device=images.device, seed=seed, bf16=recipe.bf16, fast=recipe.fast,
-                           g_lr=recipe.g_lr)
+                           d_lr=recipe.d_lr, g_lr=recipe.g_lr)
     ema = EMA(trainer.G, recipe.ema_decay) if recipe.ema_decay else None
     torch.manual_seed(seed)  # the noise that train_step draws
     history = fit(trainer, Batches(images, recipe.batch_size, seed), recipe.iterations, ema=ema,

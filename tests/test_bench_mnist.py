@@ -20,8 +20,8 @@ from gan_utils.training import Recipe
 
 def test_a_variant_reads_each_field_in_its_own_type() -> None:
     assert parse_variant("iterations=2300") == {"iterations": 2300}
-    assert parse_variant("iterations=2000, g_lr=2e-3,ema_decay=none,bf16=false") == {
-        "iterations": 2000, "g_lr": 0.002, "ema_decay": None, "bf16": False}
+    assert parse_variant("iterations=2000, g_lr=2e-3,ema_decay=none,bf16=false,d_lr=3e-3") == {
+        "iterations": 2000, "g_lr": 0.002, "ema_decay": None, "bf16": False, "d_lr": 0.003}
 
 
 @pytest.mark.parametrize("text, named", [

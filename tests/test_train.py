@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,18 @@ def test_g_learning_rate_comes_from_the_recipe_unless_a_flag_sets_a_rate(flags: 
     assert (config["lr"], config["g_lr"]) == (lr, g_lr)
 
 
+@pytest.mark.parametrize(("flags", "lr", "g_lr"), [
+    ([], 2e-3, gp.LEARNING_RATE),
+    (["--lr", "5e-4"], 5e-4, 5e-4),
+    (["--g_lr", "3e-3"], 2e-3, 3e-3),
+])
+def test_d_learning_rate_comes_from_the_recipe_unless_lr_is_given(flags: list[str], lr: float, g_lr: float,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(train.RECIPES, "vanilla", replace(RECIPES["vanilla"], d_lr=2e-3, g_lr=None))
+    config = train.resolve_config(train.parse_args(["--model", "vanilla", *flags]), None, bf16_here=False)
+    assert (config["lr"], config["g_lr"]) == (lr, g_lr)
+
+
 def test_a_checkpoint_from_before_g_lr_resumes_with_g_at_its_lr() -> None:
     saved = train.resolve_config(train.parse_args(["--model", "dcgan", "--lr", "5e-4"]), None, bf16_here=False)
     del saved["g_lr"]
@@ -98,7 +111,7 @@ def test_each_model_trains_and_writes_its_outputs(model: str, tmp_path: Path,
     assert ckpt["model"] == model and ckpt["step"] == 4 and ckpt["batches"]["epoch"] == 0
     assert ckpt["config"]["latent_dim"] == gp.NOISE_DIM
     assert ckpt["G_opt"]["param_groups"][0]["lr"] == ckpt["config"]["g_lr"] == (RECIPES[model].g_lr or gp.LEARNING_RATE)
-    assert ckpt["D_opt"]["param_groups"][0]["lr"] == ckpt["config"]["lr"] == gp.LEARNING_RATE
+    assert ckpt["D_opt"]["param_groups"][0]["lr"] == ckpt["config"]["lr"] == (RECIPES[model].d_lr or gp.LEARNING_RATE)
     assert ckpt["history"]["stats"].shape == (4, 4) and torch.isfinite(ckpt["history"]["stats"]).all()
     assert "1/1" in out and "D(G(z))" in out  # the per-epoch table
     for name in (f"images/{model}_iter00002.png", f"images/{model}_iter00004.png", "images/final.png", "loss.png"):

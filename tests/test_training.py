@@ -176,6 +176,10 @@ def test_train_model_follows_the_recipe_and_smoke_mode(images: torch.Tensor, tmp
                                     image_dir=tmp_path, progress=False)
     assert faster_g.trainer.G_solver.param_groups[0]["lr"] == 3e-3
     assert faster_g.trainer.D_solver.param_groups[0]["lr"] == gp.LEARNING_RATE
+    faster_d = training.train_model("vanilla", images, training.Recipe(batch_size=8, iterations=1, d_lr=2e-3),
+                                    image_dir=tmp_path, progress=False)
+    assert faster_d.trainer.D_solver.param_groups[0]["lr"] == 2e-3
+    assert faster_d.trainer.G_solver.param_groups[0]["lr"] == gp.LEARNING_RATE
     monkeypatch.setenv("GAN_SMOKE", "0")
     assert recipe.for_this_run().iterations == 30
 
