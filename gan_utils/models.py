@@ -127,9 +127,8 @@ def make_trainer(model: str, *, noise_dim: int = gp.NOISE_DIM, device: torch.dev
 
     D and G come from your functions, each gets its own ``get_optimizer``, and the losses are yours. ``d_lr`` and
     ``g_lr``, if given, are D's and G's learning rates, set after ``get_optimizer`` (a recipe's, where they differ
-    from yours). With
-    ``fast`` (the same maths, less time): Adam switched to its fused implementation, and convolutional networks in
-    the channels-last layout. With ``bf16`` the networks run under ``BFloat16``.
+    from yours). With ``fast`` (the same maths, less time): Adam switched to its fused implementation, and
+    convolutional networks in the channels-last layout. With ``bf16`` the networks run under ``BFloat16``.
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
