@@ -53,7 +53,7 @@ SYNC_EVERY = 25  # steps between reading losses back (a device sync) to check th
 IMAGE_SHAPE = (1, 28, 28)  # MNIST: every model makes 28x28 single-channel images
 # Flags that change the trajectory: a resumed run must use the checkpoint's values.
 LOCKED = ("model", "batch_size", "lr", "g_lr", "b1", "b2", "latent_dim", "seed", "subset", "ema", "bf16")
-DEFAULTS = {"model": ckpt_io.DEFAULT_MODEL, "n_epochs": 10, "lr": gp.LEARNING_RATE, "b1": gp.BETAS[0],
+DEFAULTS = {"model": ckpt_io.DEFAULT_MODEL, "n_epochs": 10, "b1": gp.BETAS[0],
             "b2": gp.BETAS[1], "latent_dim": gp.NOISE_DIM, "seed": 0, "subset": None, "sample_interval": 400,
             "checkpoint_every": 1}
 
@@ -69,13 +69,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", choices=list(MODELS), help=f"default vanilla. {models}")
     p.add_argument("--n_epochs", type=positive_int, help="epochs in total, counting resumed ones (default 10)")
     p.add_argument("--batch_size", type=positive_int, help="default: the notebook's recipe for the model (128)")
-    recipe_d_lr = ", ".join(f"{name} {recipe.d_lr or gp.LEARNING_RATE:g}" for name, recipe in RECIPES.items())
+    d_rates, g_rates = (", ".join(f"{name} {recipe.learning_rates[net]:g}" for name, recipe in RECIPES.items())
+                        for net in (0, 1))
     p.add_argument("--lr", type=positive_float,
                    help=f"Adam's learning rate for D, and for G unless --g_lr is given (default: the model's recipe: "
-                        f"{recipe_d_lr})")
-    recipe_g_lr = ", ".join(f"{name} {recipe.g_lr or gp.LEARNING_RATE:g}" for name, recipe in RECIPES.items())
+                        f"{d_rates})")
     p.add_argument("--g_lr", type=positive_float,
-                   help=f"Adam's learning rate for G (default: --lr if given, else the model's recipe: {recipe_g_lr})")
+                   help=f"Adam's learning rate for G (default: --lr if given, else the model's recipe: {g_rates})")
     p.add_argument("--b1", type=unit_interval, help=f"Adam's beta1 (default {gp.BETAS[0]:g})")
     p.add_argument("--b2", type=unit_interval, help=f"Adam's beta2 (default {gp.BETAS[1]:g})")
     p.add_argument("--latent_dim", type=positive_int, help=f"noise size (default {gp.NOISE_DIM})")
@@ -115,11 +115,12 @@ def resolve_config(args: argparse.Namespace, saved: dict[str, Any] | None, bf16_
     else:
         model = args.model or DEFAULTS["model"]
         recipe = RECIPES[model]
-        config = {**DEFAULTS, "model": model, "batch_size": recipe.batch_size, "lr": recipe.d_lr or gp.LEARNING_RATE,
+        d_lr, g_lr = recipe.learning_rates
+        config = {**DEFAULTS, "model": model, "batch_size": recipe.batch_size, "lr": d_lr,
                   "ema": recipe.ema_decay or 0.0, "bf16": recipe.bf16 and bf16_here}
         config.update({k: v for k, v in given.items() if v is not None})
         if config.get("g_lr") is None:  # --lr's, if given, else the recipe's
-            config["g_lr"] = config["lr"] if args.lr is not None else recipe.g_lr or gp.LEARNING_RATE
+            config["g_lr"] = config["lr"] if args.lr is not None else g_lr
     for key in ("n_epochs", "sample_interval", "checkpoint_every"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
@@ -192,7 +193,7 @@ def train(args: argparse.Namespace) -> int:
 
     trainer = make_trainer(config["model"], noise_dim=config["latent_dim"], device=run_device, seed=config["seed"],
                            bf16=config["bf16"])
-    # the flags' settings; their defaults are gan_pytorch's LEARNING_RATE and BETAS, as get_optimizer's
+    # the flags' settings; their defaults are the recipe's learning rates and gan_pytorch's BETAS, as get_optimizer's
     for solver, lr in ((trainer.D_solver, config["lr"]), (trainer.G_solver, config["g_lr"])):
         for group in solver.param_groups:
             group.update(lr=lr, betas=(config["b1"], config["b2"]))

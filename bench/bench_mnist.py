@@ -32,7 +32,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import gan_pytorch as gp  # noqa: E402
 from bench import machine  # noqa: E402
 from cli.args import open_unit_interval, positive_float, positive_int  # noqa: E402
 from gan_utils import env  # noqa: E402
@@ -124,10 +123,10 @@ def main() -> None:
                 score = ev.evaluate_generator(run.G)
                 score["seconds"] = run.history.seconds
                 runs.setdefault((model, name), []).append(score)
+                d_lr, g_lr = recipe.learning_rates
                 print(f"seed {seed} {model:<8}{name:<{width}} batch {recipe.batch_size} x {recipe.iterations} it, D lr "
-                      f"{recipe.d_lr or gp.LEARNING_RATE:g}, G lr {recipe.g_lr or gp.LEARNING_RATE:g}, EMA "
-                      f"{recipe.ema_decay}, bf16 {recipe.bf16}: {score['seconds']:6.1f} s, {quality(score)}",
-                      flush=True)
+                      f"{d_lr:g}, G lr {g_lr:g}, EMA {recipe.ema_decay}, bf16 {recipe.bf16}: {score['seconds']:6.1f} "
+                      f"s, {quality(score)}", flush=True)
                 if args.without_ema and run.ema is not None:
                     bare = ev.evaluate_generator(unwrap(run.trainer.G)) | {"seconds": score["seconds"]}
                     runs.setdefault((model, name + bare_suffix), []).append(bare)

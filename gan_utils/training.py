@@ -45,6 +45,11 @@ class Recipe:
     fast: bool = True
     sample_every: int = 250
 
+    @property
+    def learning_rates(self) -> tuple[float, float]:
+        """(D's, G's) learning rate: the recipe's where it sets one, else ``get_optimizer``'s (``LEARNING_RATE``)."""
+        return self.d_lr or gp.LEARNING_RATE, self.g_lr or gp.LEARNING_RATE
+
     def for_this_run(self) -> Recipe:
         """The recipe as it will run now: iterations cut in smoke mode."""
         return replace(self, iterations=env.iterations(self.iterations))
