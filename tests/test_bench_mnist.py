@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import runpy
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -71,6 +72,20 @@ def test_missing_data_is_one_message_without_a_traceback(monkeypatch: pytest.Mon
     assert exit_info.value.code == "bench_mnist.py: Put the four standard MNIST files in /nowhere/MNIST/raw"
 
 
+def run_main(monkeypatch: pytest.MonkeyPatch, train_model: Callable[..., SimpleNamespace],
+             evaluate_generator: Callable[[torch.nn.Module], dict[str, float]], flags: list[str]) -> None:
+    """bench_mnist.main with these flags, its trainings and scores replaced by the given stand-ins."""
+    monkeypatch.setattr(bench_mnist, "load_mnist", lambda: (None, None))
+    monkeypatch.setattr(bench_mnist, "train_model", train_model)
+    monkeypatch.setattr(bench_mnist.ev, "evaluate_generator", evaluate_generator)
+    monkeypatch.setattr(bench_mnist.ev, "real_data_floor", lambda: {"fd": 2.0})
+    monkeypatch.setattr(bench_mnist.ev, "classifier_accuracy", lambda: 0.99)
+    monkeypatch.setattr("sys.argv", ["bench_mnist.py", *flags])
+    old_threads = torch.get_num_threads()
+    bench_mnist.main()
+    torch.set_num_threads(old_threads)
+
+
 def test_without_ema_scores_the_same_trainings_g_beside_its_average(monkeypatch: pytest.MonkeyPatch,
                                                                     capsys: pytest.CaptureFixture) -> None:
     averaged, bare = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
@@ -83,15 +98,7 @@ def test_without_ema_scores_the_same_trainings_g_beside_its_average(monkeypatch:
     def evaluate_generator(G: torch.nn.Module) -> dict[str, float]:
         return {"fd": 100.0 if G is averaged else 200.0, "classes_5pct": 10, "min_class_share": 0.06}
 
-    monkeypatch.setattr(bench_mnist, "load_mnist", lambda: (None, None))
-    monkeypatch.setattr(bench_mnist, "train_model", train_model)
-    monkeypatch.setattr(bench_mnist.ev, "evaluate_generator", evaluate_generator)
-    monkeypatch.setattr(bench_mnist.ev, "real_data_floor", lambda: {"fd": 2.0})
-    monkeypatch.setattr(bench_mnist.ev, "classifier_accuracy", lambda: 0.99)
-    monkeypatch.setattr("sys.argv", ["bench_mnist.py", "--models", "vanilla", "--seeds", "2", "--without_ema"])
-    old_threads = torch.get_num_threads()
-    bench_mnist.main()
-    torch.set_num_threads(old_threads)
+    run_main(monkeypatch, train_model, evaluate_generator, ["--models", "vanilla", "--seeds", "2", "--without_ema"])
     out = capsys.readouterr().out
     # the baseline keeps no average, so only the recipe gets a second score, from the same training
     assert out.count("recipe, G itself (no EMA)") == 3 and "CS231n, G itself" not in out
@@ -110,15 +117,7 @@ def test_the_time_bar_shows_each_seeds_ratio_beside_the_ratio_of_means(monkeypat
         return SimpleNamespace(recipe=recipe, ema=None, G=torch.nn.Linear(1, 1),
                                history=SimpleNamespace(seconds=seconds[setting, seed]))
 
-    monkeypatch.setattr(bench_mnist, "load_mnist", lambda: (None, None))
-    monkeypatch.setattr(bench_mnist, "train_model", train_model)
-    monkeypatch.setattr(bench_mnist.ev, "evaluate_generator",
-                        lambda G: {"fd": 100.0, "classes_5pct": 10, "min_class_share": 0.06})
-    monkeypatch.setattr(bench_mnist.ev, "real_data_floor", lambda: {"fd": 2.0})
-    monkeypatch.setattr(bench_mnist.ev, "classifier_accuracy", lambda: 0.99)
-    monkeypatch.setattr("sys.argv", ["bench_mnist.py", "--models", "vanilla", "--seeds", "2"])
-    old_threads = torch.get_num_threads()
-    bench_mnist.main()
-    torch.set_num_threads(old_threads)
+    run_main(monkeypatch, train_model, lambda G: {"fd": 100.0, "classes_5pct": 10, "min_class_share": 0.06},
+             ["--models", "vanilla", "--seeds", "2"])
     # 80 s against 150 s on average: 0.533, missed; seed by seed 0.4 and 0.6
     assert "time 0.533 of the baseline's (seed by seed 0.500 ± 0.100; bar 0.500): MISSED" in capsys.readouterr().out
