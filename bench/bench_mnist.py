@@ -7,16 +7,16 @@
     python bench/bench_mnist.py --models vanilla lsgan --without_ema
 
 For every seed, each model trains with CS231n's settings (gan_utils.training.CS231N: batch 128, Adam 1e-3 /
-(0.5, 0.999), 3900 iterations for the MLP GANs and 1950 for the DCGAN, float32, samples from G itself) and with
-the notebook's recipe (gan_utils.training.RECIPES), back to back, so both see the same machine load. Each
-generator is scored on 10 000 samples by gan_utils.evaluation. Prints every run, then per model and setting the
-Frechet distance (mean ± std over seeds), the class coverage and the seconds of training, and the bars: a lower
-mean distance than the baseline, every digit at >= 5 % of the samples in every run, and at most 1/2 (MLP GANs)
-or 1/3 (DCGAN) of the baseline's time (beside it, each run's time over its seed's baseline, mean ± std: how much
-the machine's speed moved during the run). Each --variant (fields of gan_utils.training.Recipe, comma-separated) also
+(0.5, 0.999), 3900 iterations for the MLP GANs and 1950 for the DCGAN, float32, samples from G itself) and with the
+notebook's recipe (gan_utils.training.RECIPES), back to back, so both see the same machine load. Each generator is
+scored on 10 000 samples by gan_utils.evaluation. Prints every run, then per model and setting the Frechet distance
+(mean ± std over seeds), the class coverage and the seconds of training, and the bars: a lower mean distance than the
+baseline, every digit at >= 5 % of the samples in every run, and at most 1/2 (MLP GANs) or 1/3 (DCGAN) of the
+baseline's time (beside it, each run's time over its seed's baseline, mean ± std: their spread shows how much the
+machine's speed moved during the run). Each --variant (fields of gan_utils.training.Recipe, comma-separated) also
 trains, after the recipe, as the recipe with those fields changed, and is held to the same bars: a candidate measured
-beside the recipe and the baseline in one run. With --without_ema, the G of every run that samples from an average
-of G's weights is also scored without it (the same training): what the average adds. Asserts nothing.
+beside the recipe and the baseline in one run. With --without_ema, the G of every run that samples from an average of
+G's weights is also scored without it (the same training): what the average adds. Asserts nothing.
 """
 
 from __future__ import annotations
