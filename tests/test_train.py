@@ -110,8 +110,9 @@ def test_each_model_trains_and_writes_its_outputs(model: str, tmp_path: Path,
     ckpt = load(tmp_path)
     assert ckpt["model"] == model and ckpt["step"] == 4 and ckpt["batches"]["epoch"] == 0
     assert ckpt["config"]["latent_dim"] == gp.NOISE_DIM
-    assert ckpt["G_opt"]["param_groups"][0]["lr"] == ckpt["config"]["g_lr"] == (RECIPES[model].g_lr or gp.LEARNING_RATE)
-    assert ckpt["D_opt"]["param_groups"][0]["lr"] == ckpt["config"]["lr"] == (RECIPES[model].d_lr or gp.LEARNING_RATE)
+    d_lr, g_lr = RECIPES[model].learning_rates
+    assert ckpt["G_opt"]["param_groups"][0]["lr"] == ckpt["config"]["g_lr"] == g_lr
+    assert ckpt["D_opt"]["param_groups"][0]["lr"] == ckpt["config"]["lr"] == d_lr
     assert ckpt["history"]["stats"].shape == (4, 4) and torch.isfinite(ckpt["history"]["stats"]).all()
     assert "1/1" in out and "D(G(z))" in out  # the per-epoch table
     for name in (f"images/{model}_iter00002.png", f"images/{model}_iter00004.png", "images/final.png", "loss.png"):
