@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -123,13 +124,40 @@ def test_solution_runs_top_to_bottom_in_smoke_mode(tmp_path):
     assert "[FAIL]" not in printed and printed.count("[PASS]") >= len(PARTS)
 
 
-def test_release_stops_at_the_first_unimplemented_part(tmp_path):
-    """The student version runs until its first check, which fails saying the function is not implemented."""
+@pytest.fixture(scope="module")
+def released(tmp_path_factory) -> Path:
+    """The students' copy of the real notebook (``build_release``), built once for the tests below."""
     from instructor.release import build_release
 
-    folder = tmp_path / "release"
+    folder = tmp_path_factory.mktemp("released") / "release"
     build_release(folder)
-    nb = run_notebook(folder, {"GAN_SMOKE": "1", "PYTHONPATH": str(folder)}, allow_errors=False)
+    return folder
+
+
+def test_released_notebook_points_only_to_what_students_get(released):
+    """Followed in the students' copy, every pointer of the notebook leads somewhere: each file or folder it names
+    ships, or is the student's own data folder, or lies in the course's ``bench/``, which its introduction says
+    students do not get; a "see the README" names only what the students' README says; the rest of its pointers to
+    a README are to the course's."""
+    nb = nbformat.read(released / "GAN.ipynb", as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    named = set(re.findall(r"`((?:[\w.-]+/)+[\w.-]*|[\w-]+\.(?:py|npz|md|ipynb|txt))[` ]", text))
+    assert {"gan_pytorch.py", "gan-checks.npz", "images/", "bench/"} <= named  # the search finds what is there
+    for path in named:
+        top = path.split("/")[0]
+        if top == "bench":
+            assert "your copy of the assignment has neither" in text
+        elif top != "data":
+            assert (released / path).exists(), f"the notebook names {path}, which students do not get"
+    readme = (released / "README.md").read_text()
+    pointers = re.findall(r"see the README: ([^)]*)\)", text)
+    assert pointers and all(name in readme for p in pointers for name in re.findall(r"`([^`]+)`", p))
+    assert len(re.findall(r"\bREADME\b", text)) == len(pointers) + len(re.findall(r"course\s+README\b", text))
+
+
+def test_release_stops_at_the_first_unimplemented_part(released):
+    """The student version runs until its first check, which fails saying the function is not implemented."""
+    nb = run_notebook(released, {"GAN_SMOKE": "1", "PYTHONPATH": str(released)}, allow_errors=False)
     failed = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"
               and any(o.output_type == "error" for o in c.outputs)]
     assert len(failed) == 1
@@ -141,18 +169,14 @@ def test_release_stops_at_the_first_unimplemented_part(tmp_path):
     assert all(c.execution_count for c in nb.cells[:index] if c.cell_type == "code")
 
 
-def test_grader_gives_the_solution_full_marks_with_the_real_notebook(tmp_path):
+def test_grader_gives_the_solution_full_marks_with_the_real_notebook(released, tmp_path):
     """End to end: the released notebook beside the solution module, graded by the instructor tool."""
     import subprocess
 
-    from instructor.release import build_release
-
-    release = tmp_path / "release"
-    build_release(release)
     submission = tmp_path / "submissions" / "alice"
     submission.mkdir(parents=True)
     shutil.copy(ROOT / "gan_pytorch.py", submission)
-    shutil.copy(release / "GAN.ipynb", submission)
+    shutil.copy(released / "GAN.ipynb", submission)
     result = subprocess.run([sys.executable, "-m", "instructor", "check", str(submission)], cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
