@@ -6,17 +6,18 @@
     python bench/bench_mnist.py --models vanilla --variant iterations=2300 --variant iterations=2300,g_lr=2e-3
     python bench/bench_mnist.py --models vanilla lsgan --without_ema
 
-For every seed, each model trains with CS231n's settings (gan_utils.training.CS231N: batch 128, Adam 1e-3 /
-(0.5, 0.999), 3900 iterations for the MLP GANs and 1950 for the DCGAN, float32, samples from G itself) and with the
-notebook's recipe (gan_utils.training.RECIPES), back to back, so both see the same machine load. Each generator is
-scored on 10 000 samples by gan_utils.evaluation. Prints every run, then per model and setting the Frechet distance
-(mean ± std over seeds), the class coverage and the seconds of training, and the bars: a lower mean distance than the
-baseline, every digit at >= 5 % of the samples in every run, and at most 1/2 (MLP GANs) or 1/3 (DCGAN) of the
-baseline's time (beside it, each run's time over its seed's baseline, mean ± std: their spread shows how much the
-machine's speed moved during the run). Each --variant (fields of gan_utils.training.Recipe, comma-separated) also
-trains, after the recipe, as the recipe with those fields changed, and is held to the same bars: a candidate measured
-beside the recipe and the baseline in one run. With --without_ema, the G of every run that samples from an average of
-G's weights is also scored without it (the same training): what the average adds. Asserts nothing.
+For every seed, each model trains with CS231n's settings (gan_utils.training.CS231N: batch 128, Adam
+1e-3 / (0.5, 0.999), 3900 iterations for the MLP GANs and 1950 for the DCGAN, float32, samples from G itself) and with
+the notebook's recipe for this machine (gan_utils.training.recipe_for: RECIPES where the GANs train in bfloat16, else
+FLOAT32_RECIPES), back to back, so both see the same machine load. Each generator is scored on 10 000 samples by
+gan_utils.evaluation. Prints every run, then per model and setting the Frechet distance (mean ± std over seeds), the
+class coverage and the seconds of training, and the bars: a lower mean distance than the baseline, every digit at
+>= 5 % of the samples in every run, and at most 1/2 (MLP GANs) or 1/3 (DCGAN) of the baseline's time (beside it, each
+run's time over its seed's baseline, mean ± std: their spread shows how much the machine's speed moved during the
+run). Each --variant (fields of gan_utils.training.Recipe, comma-separated) also trains, after the recipe, as the
+recipe with those fields changed, and is held to the same bars: a candidate measured beside the recipe and the
+baseline in one run. With --without_ema, the G of every run that samples from an average of G's weights is also scored
+without it (the same training): what the average adds. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from gan_utils import env  # noqa: E402
 from gan_utils import evaluation as ev  # noqa: E402
 from gan_utils.data import load_mnist  # noqa: E402
 from gan_utils.models import MODELS, unwrap  # noqa: E402
-from gan_utils.training import CS231N, RECIPES, train_model  # noqa: E402
+from gan_utils.training import CS231N, recipe_for, train_model  # noqa: E402
 
 TIME_BAR = {"vanilla": 1 / 2, "lsgan": 1 / 2, "dcgan": 1 / 3}
 
@@ -111,8 +112,9 @@ def main() -> None:
     floor = ev.real_data_floor()
     print(f"{machine.header()}, {threads} threads, bfloat16 {'on' if bf16 else 'off'}; "
           f"classifier test accuracy {ev.classifier_accuracy():.4f}; real-data floor FD {floor['fd']:.2f}", flush=True)
-    settings = {"CS231n": CS231N, "recipe": RECIPES,
-                **{name: {m: replace(r, **changes) for m, r in RECIPES.items()} for name, changes in variants.items()}}
+    recipes = {model: recipe_for(model, "cpu") for model in MODELS}
+    settings = {"CS231n": CS231N, "recipe": recipes,
+                **{name: {m: replace(r, **changes) for m, r in recipes.items()} for name, changes in variants.items()}}
     bare_suffix = ", G itself (no EMA)"
     width = max(len(name) + (len(bare_suffix) if args.without_ema else 0) for name in settings) + 1
     runs: dict[tuple[str, str], list[dict]] = {}

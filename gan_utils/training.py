@@ -2,7 +2,7 @@
 
 Typical use (the notebook's training cells)::
 
-    run = train_model("vanilla", images, fixed_noise=fixed_noise)   # make_trainer + fit, with RECIPES["vanilla"]
+    run = train_model("vanilla", images, fixed_noise=fixed_noise)   # make_trainer + fit, with recipe_for("vanilla")
     run.G        # the generator to sample from (the EMA copy when the recipe keeps one)
     run.history  # what every train_step reported
 
@@ -75,6 +75,19 @@ RECIPES = {
     "lsgan": Recipe(batch_size=128, iterations=2700, ema_decay=0.999, bf16=True),
     "dcgan": Recipe(batch_size=128, iterations=1050, g_lr=2e-3, ema_decay=0.999, bf16=True),
 }
+
+# Where the GANs train in float32 (a CPU without AVX-512 BF16 or AMX, or GAN_BF16=0), a DCGAN step of the recipe
+# costs nearly as much as CS231n's, so the recipe stops at 750 steps, to keep the notebook near 10 minutes. On such a
+# CPU it kept a lower mean distance than CS231N, at about 1/3 of its time (bench/bench_mnist.py, on seeds that played
+# no part in choosing 750; the README has its figures).
+FLOAT32_RECIPES = {model: replace(recipe, bf16=False) for model, recipe in RECIPES.items()}
+FLOAT32_RECIPES["dcgan"] = replace(FLOAT32_RECIPES["dcgan"], iterations=750)
+
+
+def recipe_for(model: str, device: torch.device | str) -> Recipe:
+    """The notebook's recipe for ``model`` on ``device``: ``RECIPES[model]`` where the GANs train in bfloat16
+    (``env.use_bfloat16``), else ``FLOAT32_RECIPES[model]``."""
+    return (RECIPES if env.use_bfloat16(device) else FLOAT32_RECIPES)[model]
 
 
 class History:
@@ -177,10 +190,11 @@ def train_model(model: str, images: torch.Tensor, recipe: Recipe | None = None, 
                 fixed_noise: torch.Tensor | None = None, seed: int = 0, progress: bool = True,
                 image_dir: str | Path = env.IMAGE_DIR) -> Run:
     """Build ``model`` with ``make_trainer`` and train it on ``images`` (already on the device) with ``recipe``
-    (default ``RECIPES[model]``; iterations cut in smoke mode). Sample grids go to ``image_dir/<model>_iter<k>.png``.
+    (default ``recipe_for(model, images.device)``; iterations cut in smoke mode). Sample grids go to
+    ``image_dir/<model>_iter<k>.png``.
     The Run's recipe is the one that ran: its iterations, and ``bf16`` only if bfloat16 was used (``env.use_bfloat16``).
     """
-    recipe = (recipe or RECIPES[model]).for_this_run()
+    recipe = (recipe or recipe_for(model, images.device)).for_this_run()
     recipe = replace(recipe, bf16=recipe.bf16 and env.use_bfloat16(images.device))
     trainer = make_trainer(model, device=images.device, seed=seed, bf16=recipe.bf16, fast=recipe.fast,
                            d_lr=recipe.d_lr, g_lr=recipe.g_lr)

@@ -6,6 +6,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from dataclasses import replace  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -200,6 +202,27 @@ def test_gan_bf16_chooses_float32_or_bfloat16_where_bfloat16_is_supported(images
     monkeypatch.setenv("GAN_BF16", "yes")
     with pytest.raises(ValueError, match="GAN_BF16 must be 0 .* got 'yes'"):
         env.use_bfloat16("cpu")
+
+
+def test_without_bfloat16_the_notebook_trains_the_float32_recipes(images: torch.Tensor, tmp_path,
+                                                                   monkeypatch) -> None:
+    monkeypatch.setattr(env, "supports_bfloat16", lambda device: True)
+    for value, recipes in (("1", training.RECIPES), ("0", training.FLOAT32_RECIPES)):
+        monkeypatch.setenv("GAN_BF16", value)
+        assert all(training.recipe_for(model, "cpu") is recipes[model] for model in models.MODELS)
+    monkeypatch.setattr(env, "supports_bfloat16", lambda device: False)
+    monkeypatch.setenv("GAN_BF16", "1")
+    assert training.recipe_for("dcgan", "cpu") is training.FLOAT32_RECIPES["dcgan"]
+    # the float32 recipes are the bfloat16 ones in float32, but for the DCGAN's fewer steps
+    for model, recipe in training.FLOAT32_RECIPES.items():
+        bf16_recipe = training.RECIPES[model]
+        assert not recipe.bf16 and replace(recipe, iterations=bf16_recipe.iterations, bf16=True) == bf16_recipe
+        assert (recipe.iterations < bf16_recipe.iterations) is (model == "dcgan")
+    # train_model's default is that recipe, in full outside smoke mode
+    monkeypatch.setitem(training.FLOAT32_RECIPES, "vanilla", training.Recipe(batch_size=8, iterations=3))
+    monkeypatch.setenv("GAN_SMOKE", "0")
+    run = training.train_model("vanilla", images, image_dir=tmp_path, progress=False)
+    assert run.recipe.iterations == len(run.history) == 3
 
 
 def test_env_switches(monkeypatch) -> None:
