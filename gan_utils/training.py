@@ -77,11 +77,11 @@ RECIPES = {
 }
 
 # Where the GANs train in float32 (a CPU without AVX-512 BF16 or AMX, or GAN_BF16=0), a DCGAN step of the recipe
-# costs nearly as much as CS231n's, so the recipe stops at 750 steps, to keep the notebook near 10 minutes. On such a
-# CPU it kept a lower mean distance than CS231N, at about 1/3 of its time (bench/bench_mnist.py, on seeds that played
-# no part in choosing 750; the README has its figures).
+# costs nearly as much as CS231n's, so the recipe stops at 720 steps, to keep the notebook near 10 minutes. On such a
+# CPU it kept a lower mean distance than CS231N, in under 1/3 of its time (bench/bench_mnist.py, on seeds that played
+# no part in choosing 720; the README has its figures).
 FLOAT32_RECIPES = {model: replace(recipe, bf16=False) for model, recipe in RECIPES.items()}
-FLOAT32_RECIPES["dcgan"] = replace(FLOAT32_RECIPES["dcgan"], iterations=750)
+FLOAT32_RECIPES["dcgan"] = replace(FLOAT32_RECIPES["dcgan"], iterations=720)
 
 
 def recipe_for(model: str, device: torch.device | str) -> Recipe:
