@@ -37,7 +37,7 @@ NO_R1 = "remedy's training without R1"
 NOISE = "remedy's training with instance noise, batch 200, 4200 steps"
 UNFUSED = "remedy's training, Adam not fused"
 EAGER_R1 = "remedy's training, R1 on every update"
-CANDIDATES = {  # measured, not chosen (see the README)
+CANDIDATES = {  # measured, not chosen (see bench/HISTORY.md)
     NO_R1: replace(toy.REMEDY, r1=0.0, r1_steps=None),
     # R1 as Mescheder et al. apply it, where the remedy's is lazy: the time and quality lazy R1 trades
     EAGER_R1: replace(toy.REMEDY, r1_every=1),

@@ -67,7 +67,7 @@ CS231N = {
 # (where the CPU supports them), fewer steps, to fit in 1/2 (MLP GANs) or 1/3 (DCGAN) of the baseline's time, and
 # samples from an EMA of G's weights. Its decay of 0.999 is never reached in runs this short: the EMA's warm-up sets
 # the decay at every step, so the samples average about the last ninth of the run (see EMA).
-# bench/bench_mnist.py measures them against CS231N (quality and time); the README has its figures (the MLP GANs
+# bench/bench_mnist.py measures them against CS231N (quality and time); bench/HISTORY.md has the runs (the MLP GANs
 # fit in 1/2 on one CPU, and not on another, where bfloat16 gains less over float32; there, 2300 or 2000 steps lost
 # much of the gain in quality, and G at 2e-3 collapsed).
 RECIPES = {

@@ -467,7 +467,8 @@ def _train_methods(methods: Mapping[str, ToyConfig], seeds: Iterable[int],
     return results
 
 
-# The notebook's configurations (measured by bench/bench_toy.py; the README has the figures).
+# The notebook's configurations (measured by bench/bench_toy.py; the README and bench/HISTORY.md have the
+# figures).
 SNAPSHOTS = (100, 500, 1500)
 # A plain GAN: the defaults above (batch 100, Adam at 1e-3, LeakyReLU discriminator, 3000 steps).
 BASELINE = ToyConfig(snapshots=SNAPSHOTS)
