@@ -120,15 +120,22 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
+def set_beta2(optimizer: torch.optim.Optimizer, beta2: float) -> None:
+    """Give every parameter group of an Adam ``optimizer`` the second-moment decay ``beta2`` (beta1 is kept)."""
+    for group in optimizer.param_groups:
+        group["betas"] = (group["betas"][0], beta2)
+
+
 def make_trainer(model: str, *, noise_dim: int = gp.NOISE_DIM, device: torch.device | str = "cpu",
                  seed: int = 0, bf16: bool = False, fast: bool = True, d_lr: float | None = None,
-                 g_lr: float | None = None) -> gp.GANTrainer:
+                 g_lr: float | None = None, beta2: float | None = None) -> gp.GANTrainer:
     """Your ``GANTrainer`` for "vanilla", "lsgan" or "dcgan", with weights drawn from ``seed``.
 
     D and G come from your functions, each gets its own ``get_optimizer``, and the losses are yours. ``d_lr`` and
-    ``g_lr``, if given, are D's and G's learning rates, set after ``get_optimizer`` (a recipe's, where they differ
-    from yours). With ``fast`` (the same maths, less time): Adam switched to its fused implementation, and
-    convolutional networks in the channels-last layout. With ``bf16`` the networks run under ``BFloat16``.
+    ``g_lr``, if given, are D's and G's learning rates, and ``beta2`` both Adams' second-moment decay, set after
+    ``get_optimizer`` (a recipe's, where they differ from yours). With ``fast`` (the same maths, less time): Adam
+    switched to its fused implementation, and convolutional networks in the channels-last layout. With ``bf16`` the
+    networks run under ``BFloat16``.
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
@@ -142,6 +149,8 @@ def make_trainer(model: str, *, noise_dim: int = gp.NOISE_DIM, device: torch.dev
     for solver, lr in ((D_solver, d_lr), (G_solver, g_lr)):
         if lr is not None:
             set_lr(solver, lr)
+        if beta2 is not None:
+            set_beta2(solver, beta2)
     if fast:
         D_solver, G_solver = fuse_adam(D_solver), fuse_adam(G_solver)
     if bf16:

@@ -22,8 +22,8 @@ from gan_utils.training import Recipe
 
 def test_a_variant_reads_each_field_in_its_own_type() -> None:
     assert parse_variant("iterations=2300") == {"iterations": 2300}
-    assert parse_variant("iterations=2000, g_lr=2e-3,ema_decay=none,bf16=false,d_lr=3e-3") == {
-        "iterations": 2000, "g_lr": 0.002, "ema_decay": None, "bf16": False, "d_lr": 0.003}
+    assert parse_variant("iterations=2000, g_lr=2e-3,ema_decay=none,bf16=false,d_lr=3e-3,beta2=0.99") == {
+        "iterations": 2000, "g_lr": 0.002, "ema_decay": None, "bf16": False, "d_lr": 0.003, "beta2": 0.99}
 
 
 @pytest.mark.parametrize("text, named", [
@@ -35,6 +35,7 @@ def test_a_variant_reads_each_field_in_its_own_type() -> None:
     ("g_lr=-1e-3", "g_lr: must be a positive number, got -1e-3"),
     ("ema_decay=1", "ema_decay: must be a number in (0, 1), got 1"),
     ("ema_decay=0", "ema_decay: must be a number in (0, 1), got 0"),
+    ("beta2=1", "beta2: must be a number in (0, 1), got 1"),
 ])
 def test_a_bad_variant_is_refused_with_what_is_wrong(text: str, named: str) -> None:
     with pytest.raises(ValueError, match=re.escape(f"--variant '{text}': {named}")):

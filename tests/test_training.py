@@ -182,6 +182,10 @@ def test_train_model_follows_the_recipe_and_smoke_mode(images: torch.Tensor, tmp
                                     image_dir=tmp_path, progress=False)
     assert faster_d.trainer.D_solver.param_groups[0]["lr"] == 2e-3
     assert faster_d.trainer.G_solver.param_groups[0]["lr"] == gp.LEARNING_RATE
+    beta2 = training.train_model("vanilla", images, training.Recipe(batch_size=8, iterations=1, beta2=0.99),
+                                 image_dir=tmp_path, progress=False)
+    groups = [g for solver in (beta2.trainer.D_solver, beta2.trainer.G_solver) for g in solver.param_groups]
+    assert [(g["lr"], g["betas"]) for g in groups] == [(gp.LEARNING_RATE, (gp.BETAS[0], 0.99))] * 2
     monkeypatch.setenv("GAN_SMOKE", "0")
     assert recipe.for_this_run().iterations == 30
 
@@ -213,11 +217,17 @@ def test_without_bfloat16_the_notebook_trains_the_float32_recipes(images: torch.
     monkeypatch.setattr(env, "supports_bfloat16", lambda device: False)
     monkeypatch.setenv("GAN_BF16", "1")
     assert training.recipe_for("dcgan", "cpu") is training.FLOAT32_RECIPES["dcgan"]
-    # the float32 recipes are the bfloat16 ones in float32, but for the DCGAN's fewer steps
-    for model, recipe in training.FLOAT32_RECIPES.items():
-        bf16_recipe = training.RECIPES[model]
-        assert not recipe.bf16 and replace(recipe, iterations=bf16_recipe.iterations, bf16=True) == bf16_recipe
-        assert (recipe.iterations < bf16_recipe.iterations) is (model == "dcgan")
+    # the float32 recipes: the DCGAN's is the bfloat16 one in float32 with fewer steps; the MLP GANs take smaller,
+    # more numerous steps with Adam's beta2 at 0.99, and train on under half the samples CS231n's settings use
+    float32 = training.FLOAT32_RECIPES
+    assert not any(recipe.bf16 for recipe in float32.values())
+    assert replace(float32["dcgan"], iterations=training.RECIPES["dcgan"].iterations, bf16=True) == training.RECIPES[
+        "dcgan"] and float32["dcgan"].iterations < training.RECIPES["dcgan"].iterations
+    for model in ("vanilla", "lsgan"):
+        recipe, baseline = float32[model], training.CS231N[model]
+        assert (recipe.batch_size, recipe.beta2, recipe.ema_decay) == (64, 0.99, training.RECIPES[model].ema_decay)
+        assert recipe.batch_size * recipe.iterations < baseline.batch_size * baseline.iterations / 2
+        assert recipe.learning_rates == (gp.LEARNING_RATE, gp.LEARNING_RATE)
     # train_model's default is that recipe, in full outside smoke mode
     monkeypatch.setitem(training.FLOAT32_RECIPES, "vanilla", training.Recipe(batch_size=8, iterations=3))
     monkeypatch.setenv("GAN_SMOKE", "0")
