@@ -5,8 +5,9 @@
 
 The GAN is built by ``gan_utils.models.make_trainer`` (your gan_pytorch functions, one get_optimizer per network)
 and trained by ``gan_utils.training.fit``, as in the notebook, with the notebook's recipe for the model (batch
-size, G's learning rate, EMA of G, bfloat16 where the machine supports it) unless flags say otherwise. On top of
-that: checkpoints (every --checkpoint_every epochs, at the end and on Ctrl-C), exact resume, and the flags below.
+size, learning rates, Adam's beta2, EMA of G; bfloat16 where the machine supports it, else the float32 recipe)
+unless flags say otherwise. On top of that: checkpoints (every --checkpoint_every epochs, at the end and on
+Ctrl-C), exact resume, and the flags below.
 
 Writes into --out_dir (default runs/<model>): checkpoints/last.pt, images/<model>_iter<step>.png (samples of a
 fixed noise batch every --sample_interval steps) and loss.png. A resumed run gives the same weights as one never
@@ -46,7 +47,7 @@ from cli.args import (  # noqa: E402
 from gan_utils.data import DATA_DIR_ENV, DEFAULT_DATA_DIR, Batches, MNISTDataError, load_mnist  # noqa: E402
 from gan_utils.models import EMA, MODELS, make_trainer, sample, unwrap  # noqa: E402
 from gan_utils.plots import plot_history, save_grid  # noqa: E402
-from gan_utils.training import RECIPES, History, fit  # noqa: E402
+from gan_utils.training import FLOAT32_RECIPES, RECIPES, History, fit  # noqa: E402
 
 FIXED_SAMPLES = 64
 SYNC_EVERY = 25  # steps between reading losses back (a device sync) to check that they are finite
@@ -68,7 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = Parser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=list(MODELS), help=f"default vanilla. {models}")
     p.add_argument("--n_epochs", type=positive_int, help="epochs in total, counting resumed ones (default 10)")
-    p.add_argument("--batch_size", type=positive_int, help="default: the notebook's recipe for the model (128)")
+    p.add_argument("--batch_size", type=positive_int,
+                   help="default: the notebook's recipe for the model (128; 64 for vanilla and lsgan in float32)")
     d_rates, g_rates = (", ".join(f"{name} {recipe.learning_rates[net]:g}" for name, recipe in RECIPES.items())
                         for net in (0, 1))
     p.add_argument("--lr", type=positive_float,
@@ -77,7 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--g_lr", type=positive_float,
                    help=f"Adam's learning rate for G (default: --lr if given, else the model's recipe: {g_rates})")
     p.add_argument("--b1", type=unit_interval, help=f"Adam's beta1 (default {gp.BETAS[0]:g})")
-    p.add_argument("--b2", type=unit_interval, help=f"Adam's beta2 (default {gp.BETAS[1]:g})")
+    p.add_argument("--b2", type=unit_interval, help=f"Adam's beta2 (default: the notebook's recipe: {gp.BETAS[1]:g}; "
+                                                    f"{FLOAT32_RECIPES['vanilla'].beta2:g} for vanilla and lsgan in "
+                                                    "float32)")
     p.add_argument("--latent_dim", type=positive_int, help=f"noise size (default {gp.NOISE_DIM})")
     p.add_argument("--img_size", type=positive_int, default=28, help="image side; the MNIST models make 28")
     p.add_argument("--channels", type=positive_int, default=1, help="image channels; the MNIST models make 1")
@@ -114,10 +118,11 @@ def resolve_config(args: argparse.Namespace, saved: dict[str, Any] | None, bf16_
         config = dict(saved)
     else:
         model = args.model or DEFAULTS["model"]
-        recipe = RECIPES[model]
+        bf16 = bf16_here and not args.no_bf16
+        recipe = (RECIPES if bf16 else FLOAT32_RECIPES)[model]  # the notebook's choice (training.recipe_for)
         d_lr, g_lr = recipe.learning_rates
         config = {**DEFAULTS, "model": model, "batch_size": recipe.batch_size, "lr": d_lr,
-                  "ema": recipe.ema_decay or 0.0, "bf16": recipe.bf16 and bf16_here}
+                  "b2": recipe.beta2 or gp.BETAS[1], "ema": recipe.ema_decay or 0.0, "bf16": recipe.bf16 and bf16}
         config.update({k: v for k, v in given.items() if v is not None})
         if config.get("g_lr") is None:  # --lr's, if given, else the recipe's
             config["g_lr"] = config["lr"] if args.lr is not None else g_lr

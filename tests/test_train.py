@@ -19,7 +19,7 @@ from cli import checkpoint as ckpt_io
 from gan_utils import env
 from gan_utils.data import MNISTDataError, load_mnist
 from gan_utils.models import MODELS
-from gan_utils.training import RECIPES
+from gan_utils.training import FLOAT32_RECIPES, RECIPES, Recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--subset", "128", "--batch_size", "32"]  # 4 steps per epoch
@@ -88,8 +88,23 @@ def test_g_learning_rate_comes_from_the_recipe_unless_a_flag_sets_a_rate(flags: 
 def test_d_learning_rate_comes_from_the_recipe_unless_lr_is_given(flags: list[str], lr: float, g_lr: float,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(train.RECIPES, "vanilla", replace(RECIPES["vanilla"], d_lr=2e-3, g_lr=None))
-    config = train.resolve_config(train.parse_args(["--model", "vanilla", *flags]), None, bf16_here=False)
+    config = train.resolve_config(train.parse_args(["--model", "vanilla", *flags]), None, bf16_here=True)
     assert (config["lr"], config["g_lr"]) == (lr, g_lr)
+
+
+@pytest.mark.parametrize(("flags", "bf16_here", "recipe"), [
+    ([], True, RECIPES["lsgan"]),
+    ([], False, FLOAT32_RECIPES["lsgan"]),
+    (["--no_bf16"], True, FLOAT32_RECIPES["lsgan"]),
+])
+def test_the_notebooks_recipe_for_the_machine_sets_batch_size_and_beta2(flags: list[str], bf16_here: bool,
+                                                                        recipe: Recipe) -> None:
+    config = train.resolve_config(train.parse_args(["--model", "lsgan", *flags]), None, bf16_here=bf16_here)
+    assert (config["batch_size"], config["b2"], config["bf16"]) == (recipe.batch_size, recipe.beta2 or gp.BETAS[1],
+                                                                    recipe.bf16)
+    given = train.resolve_config(train.parse_args(["--model", "lsgan", "--batch_size", "32", "--b2", "0.9", *flags]),
+                                 None, bf16_here=bf16_here)
+    assert (given["batch_size"], given["b2"]) == (32, 0.9)
 
 
 def test_a_checkpoint_from_before_g_lr_resumes_with_g_at_its_lr() -> None:
