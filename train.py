@@ -47,7 +47,7 @@ from cli.args import (  # noqa: E402
 from gan_utils.data import DATA_DIR_ENV, DEFAULT_DATA_DIR, Batches, MNISTDataError, load_mnist  # noqa: E402
 from gan_utils.models import EMA, MODELS, make_trainer, sample, unwrap  # noqa: E402
 from gan_utils.plots import plot_history, save_grid  # noqa: E402
-from gan_utils.training import FLOAT32_RECIPES, RECIPES, History, fit  # noqa: E402
+from gan_utils.training import FLOAT32_RECIPES, RECIPES, History, fit, recipes_for  # noqa: E402
 
 FIXED_SAMPLES = 64
 SYNC_EVERY = 25  # steps between reading losses back (a device sync) to check that they are finite
@@ -119,10 +119,10 @@ def resolve_config(args: argparse.Namespace, saved: dict[str, Any] | None, bf16_
     else:
         model = args.model or DEFAULTS["model"]
         bf16 = bf16_here and not args.no_bf16
-        recipe = (RECIPES if bf16 else FLOAT32_RECIPES)[model]  # the notebook's choice (training.recipe_for)
+        recipe = recipes_for(bf16)[model]
         d_lr, g_lr = recipe.learning_rates
         config = {**DEFAULTS, "model": model, "batch_size": recipe.batch_size, "lr": d_lr,
-                  "b2": recipe.beta2 or gp.BETAS[1], "ema": recipe.ema_decay or 0.0, "bf16": recipe.bf16 and bf16}
+                  "b2": recipe.betas[1], "ema": recipe.ema_decay or 0.0, "bf16": recipe.bf16 and bf16}
         config.update({k: v for k, v in given.items() if v is not None})
         if config.get("g_lr") is None:  # --lr's, if given, else the recipe's
             config["g_lr"] = config["lr"] if args.lr is not None else g_lr

@@ -34,7 +34,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import gan_pytorch as gp  # noqa: E402
 from bench import machine  # noqa: E402
 from cli.args import open_unit_interval, positive_float, positive_int  # noqa: E402
 from gan_utils import env  # noqa: E402
@@ -129,10 +128,9 @@ def main() -> None:
                 score["seconds"] = run.history.seconds
                 runs.setdefault((model, name), []).append(score)
                 d_lr, g_lr = recipe.learning_rates
-                beta2 = recipe.beta2 or gp.BETAS[1]
                 print(f"seed {seed} {model:<8}{name:<{width}} batch {recipe.batch_size} x {recipe.iterations} it, D lr "
-                      f"{d_lr:g}, G lr {g_lr:g}, beta2 {beta2:g}, EMA {recipe.ema_decay}, bf16 {recipe.bf16}: "
-                      f"{score['seconds']:6.1f} s, {quality(score)}", flush=True)
+                      f"{d_lr:g}, G lr {g_lr:g}, beta2 {recipe.betas[1]:g}, EMA {recipe.ema_decay}, bf16 "
+                      f"{recipe.bf16}: {score['seconds']:6.1f} s, {quality(score)}", flush=True)
                 if args.without_ema and run.ema is not None:
                     bare = ev.evaluate_generator(unwrap(run.trainer.G)) | {"seconds": score["seconds"]}
                     runs.setdefault((model, name + bare_suffix), []).append(bare)

@@ -51,6 +51,11 @@ class Recipe:
         """(D's, G's) learning rate: the recipe's where it sets one, else ``get_optimizer``'s (``LEARNING_RATE``)."""
         return self.d_lr or gp.LEARNING_RATE, self.g_lr or gp.LEARNING_RATE
 
+    @property
+    def betas(self) -> tuple[float, float]:
+        """Both Adams' (beta1, beta2): ``get_optimizer``'s (``BETAS``), with the recipe's beta2 where it sets one."""
+        return gp.BETAS[0], self.beta2 or gp.BETAS[1]
+
     def for_this_run(self) -> Recipe:
         """The recipe as it will run now: iterations cut in smoke mode."""
         return replace(self, iterations=env.iterations(self.iterations))
@@ -92,10 +97,15 @@ FLOAT32_RECIPES = {
 }
 
 
+def recipes_for(bf16: bool) -> dict[str, Recipe]:
+    """The notebook's recipes, by model: ``RECIPES`` where the GANs train in bfloat16, else ``FLOAT32_RECIPES``."""
+    return RECIPES if bf16 else FLOAT32_RECIPES
+
+
 def recipe_for(model: str, device: torch.device | str) -> Recipe:
-    """The notebook's recipe for ``model`` on ``device``: ``RECIPES[model]`` where the GANs train in bfloat16
-    (``env.use_bfloat16``), else ``FLOAT32_RECIPES[model]``."""
-    return (RECIPES if env.use_bfloat16(device) else FLOAT32_RECIPES)[model]
+    """The notebook's recipe for ``model`` on ``device``: ``recipes_for`` whether the GANs train in bfloat16 there
+    (``env.use_bfloat16``)."""
+    return recipes_for(env.use_bfloat16(device))[model]
 
 
 class History:

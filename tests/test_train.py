@@ -100,8 +100,7 @@ def test_d_learning_rate_comes_from_the_recipe_unless_lr_is_given(flags: list[st
 def test_the_notebooks_recipe_for_the_machine_sets_batch_size_and_beta2(flags: list[str], bf16_here: bool,
                                                                         recipe: Recipe) -> None:
     config = train.resolve_config(train.parse_args(["--model", "lsgan", *flags]), None, bf16_here=bf16_here)
-    assert (config["batch_size"], config["b2"], config["bf16"]) == (recipe.batch_size, recipe.beta2 or gp.BETAS[1],
-                                                                    recipe.bf16)
+    assert (config["batch_size"], config["b2"], config["bf16"]) == (recipe.batch_size, recipe.betas[1], recipe.bf16)
     given = train.resolve_config(train.parse_args(["--model", "lsgan", "--batch_size", "32", "--b2", "0.9", *flags]),
                                  None, bf16_here=bf16_here)
     assert (given["batch_size"], given["b2"]) == (32, 0.9)

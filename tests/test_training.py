@@ -186,6 +186,7 @@ def test_train_model_follows_the_recipe_and_smoke_mode(images: torch.Tensor, tmp
                                  image_dir=tmp_path, progress=False)
     groups = [g for solver in (beta2.trainer.D_solver, beta2.trainer.G_solver) for g in solver.param_groups]
     assert [(g["lr"], g["betas"]) for g in groups] == [(gp.LEARNING_RATE, (gp.BETAS[0], 0.99))] * 2
+    assert beta2.recipe.betas == (gp.BETAS[0], 0.99) and recipe.betas == gp.BETAS
     monkeypatch.setenv("GAN_SMOKE", "0")
     assert recipe.for_this_run().iterations == 30
 
