@@ -7,16 +7,16 @@
     python bench/bench_toy.py --first_seed 10 --seeds 10   # seeds 10-19, beyond those the notebook or the README use
     python bench/bench_toy.py --workers 2     # two runs side by side, as the notebook trains them on 2 cores
 
-The methods take turns, seed by seed, so that their times compare fairly on a machine whose speed drifts. The
-remedy is measured twice on the same runs: its training alone (G's own samples), and with its final samples
-drawn through D (``toy.with_rejection``), which is the notebook's remedy. Prints, for each method, mean ± std over
-the seeds of the modes captured, the high-quality share and the reverse KL (the VEEGAN / PacGAN protocol) and the
-wall time of a run (training, plus rejection sampling where used), next to PacGAN4's published numbers; the share
-of samples that rejection sampling kept; the norm of G's gradient in the stalled pair; and the remedy's gain over
-the baseline in standard deviations. With more than 5 seeds from seed 0 it also splits the baseline, the remedy and
-the candidates drawn through D into the notebook's seeds 0-4 (on which the remedy's settings were chosen) and the
-held-out rest. A run whose rejection sampling fails (D rejects nearly every sample) is reported and left out of its
-row. Asserts nothing.
+The methods take turns, seed by seed, so that their times compare fairly on a machine whose speed drifts. The remedy
+is measured twice on the same runs: its training alone (G's own samples), and with its final samples drawn through D
+(``toy.with_rejection``), which is the notebook's remedy. Prints, for each method, mean ± std over the seeds of the
+modes captured, the high-quality share and the reverse KL (the VEEGAN / PacGAN protocol) and the wall time of a run
+(training, plus rejection sampling where used), next to PacGAN4's published numbers; the share of samples that
+rejection sampling kept; the norm of G's gradient in the stalled pair; and the remedy's gain over the baseline in
+standard deviations, beside the most that any remedy could gain against the baseline's spread. With more than 5
+seeds from seed 0 it also splits the baseline, the remedy and the candidates drawn through D into the notebook's
+seeds 0-4 (on which the remedy's settings were chosen) and the held-out rest. A run whose rejection sampling fails
+(D rejects nearly every sample) is reported and left out of its row. Asserts nothing.
 """
 
 from __future__ import annotations

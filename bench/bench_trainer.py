@@ -21,7 +21,9 @@ distance of 10 000 samples of G (mean ± std), so that the speed is not bought w
 With ``--profile``, each loop also runs its steps once more under ``torch.profiler``, which splits a step into matrix
 products, the optimizer, casts and copies, and the rest (``step_parts``); the script then says how much of the
 bfloat16 path's step (float32 without it) lies outside its matrix products and in its optimizer, against the time a
-step may take at 3x the DataLoader loop's rate. Prints figures only; asserts nothing.
+step may take at 3x the DataLoader loop's rate, and counts the floating-point operations in that step's matrix
+products (``step_product_flops``) against the rate of one large product on these cores (``product_rate``): the least
+time its products could take, however well they ran. Prints figures only; asserts nothing.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -200,6 +203,32 @@ def print_parts(loops: dict[str, Callable[[int, int], float]], steps: int) -> di
     return shares
 
 
+def step_product_flops(model: str, images: torch.Tensor, batch: int, bf16: bool, g_once: bool = False) -> float:
+    """Floating-point operations in the matrix products of one step of the project's path (its ``train_step``, or
+    ``g_once_step``), counted by ``torch.utils.flop_counter``: fixed by the networks, the batch and the step."""
+    trainer = make_trainer(model, bf16=bf16)
+    if g_once:
+        trainer.train_step = functools.partial(g_once_step, trainer)
+    batches = Batches(images, batch, seed=0)
+    history = fit(trainer, batches, 1, progress=False)  # the first step, not counted, creates the optimizers' state
+    with FlopCounterMode(display=False) as counter:
+        fit(trainer, batches, 2, history=history, progress=False)
+    return float(counter.get_total_flops())
+
+
+@torch.no_grad()
+def product_rate(dtype: torch.dtype, size: int = 2048, calls: int = 10) -> float:
+    """Floating-point operations per second of one large square product (``size`` x ``size``) in ``dtype`` on this
+    process's threads: about the most these cores do in matrix products, which a step's smaller ones stay under."""
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    for _ in range(3):  # warm-up: the first products here run slower
+        a @ b
+    start = time.perf_counter()
+    for _ in range(calls):
+        a @ b
+    return 2 * size**3 * calls / (time.perf_counter() - start)
+
+
 @torch.no_grad()
 def product_speedup(model: str, batch: int, repeats: int, calls: int = 50) -> np.ndarray:
     """bfloat16 over float32 speed of G's matrix products alone: the forward of each of G's linear and convolution
@@ -298,6 +327,12 @@ def main() -> None:
             print(f"at 3x the DataLoader loop's rate a step may take {budget:.1f} ms; a step of the {fastest} takes "
                   f"{step:.1f} ms (its rate above), {outside:.1f} ms of it outside matrix products and {optimizer:.1f} "
                   "ms in the optimizer (its shares under the profiler)")
+            flops = step_product_flops(args.model, images, args.batch, bf16)
+            peak = product_rate(torch.bfloat16 if bf16 else torch.float32)
+            floor = 1000 * flops / peak
+            print(f"its matrix products: {flops / 1e9:.2f} billion floating-point operations a step; one 2048x2048 "
+                  f"product runs at {peak / 1e9:.0f} billion a second here, at which they would take {floor:.1f} ms, "
+                  f"and with the rest of the step (as above) {floor + outside:.1f} ms")
     if bf16:
         ratio = product_speedup(args.model, args.batch, args.repeats)
         print(f"G's matrix products alone (its linear and convolution layers' forward), bfloat16 over float32: "

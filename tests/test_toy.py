@@ -294,6 +294,28 @@ def test_smoke_mode_caps_iterations(dataset, monkeypatch):
     assert run.snapshots[-1].iteration == env.SMOKE_ITERATIONS and len(run.snapshots) == 3
 
 
+def test_gain_text_bounds_the_gain_by_the_baselines_spread(dataset, monkeypatch):
+    monkeypatch.setenv("GAN_SMOKE", "1")
+    run = toy.train_toy_gan(toy.ToyConfig(g_hidden=8, d_hidden=8), dataset=dataset)
+
+    def runs(*metric_rows):
+        return [dataclasses.replace(run, metrics=dict(zip(metrics.METRICS, row))) for row in metric_rows]
+
+    # baseline: modes 21 ± 1, high quality 0.3 ± 0.1, reverse KL 0.6 ± 0.1; a perfect remedy reaches every bound
+    baseline = runs((20, 0.2, 0.5), (22, 0.4, 0.7))
+    perfect = toy.gain_text(baseline, runs((25, 1.0, 0.0), (25, 1.0, 0.0)))
+    assert "modes +4.00 modes (4.0 standard deviations; at most 4.0 for any remedy)" in perfect
+    assert "high quality +70.00 points (7.0 standard deviations; at most 7.0 for any remedy)" in perfect
+    assert "reverse kl -0.60 (6.0 standard deviations; at most 6.0 for any remedy)" in perfect
+    # a remedy that spreads more than the baseline is measured in its own spread; the bound stays the baseline's
+    spread = toy.gain_text(baseline, runs((23, 0.6, 0.1), (25, 1.0, 0.3)))
+    assert "modes +3.00 modes (3.0 standard deviations; at most 4.0 for any remedy)" in spread
+    assert "high quality +50.00 points (2.5 standard deviations; at most 7.0 for any remedy)" in spread
+    # a baseline without spread bounds nothing
+    flat = toy.gain_text(runs((21, 0.3, 0.6), (21, 0.3, 0.6)), runs((24, 0.8, 0.1), (25, 1.0, 0.0)))
+    assert "at most" not in flat and flat.count("standard deviations") == 3
+
+
 def test_table_and_plots(dataset, tmp_path, monkeypatch):
     monkeypatch.setenv("GAN_SMOKE", "1")
     small = dict(g_hidden=8, d_hidden=8, snapshots=(5, 10))

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 PACGAN4 = {"modes": 24.8, "high_quality": 0.936, "reverse_kl": 0.04}  # PacGAN paper, Table 1 (2D grid)
 METRICS = ("modes", "high_quality", "reverse_kl")
+# The best score on each metric (every mode, every sample high quality, the modes filled evenly): what bounds how
+# far any method can gain over a baseline
+BEST = {"modes": float(len(gp.Toy2dGridGaussiansDataset.GRID) ** 2), "high_quality": 1.0, "reverse_kl": 0.0}
 N_EVAL = 2500  # generated samples per evaluation, as in VEEGAN / PacGAN
 
 
@@ -86,8 +89,11 @@ def format_table(results: Mapping[str, Sequence[ToyRun]], reference: bool = True
 
 def gain_text(baseline: Sequence[ToyRun], remedy: Sequence[ToyRun]) -> str:
     """The remedy's gain on each metric, in its own units and in standard deviations across seeds (the larger of the
-    two methods' standard deviations, so that a gain of k is at least k spreads of either). With one run of either
-    method there is no spread to compare with, and the text says so."""
+    two methods' standard deviations, so that a gain of k is at least k spreads of either), beside the most that any
+    remedy could gain in those units against this baseline: a perfect one (``BEST`` on every seed, so no spread of
+    its own) gains |best - baseline mean| / baseline std. A metric whose baseline spreads widely toward its best
+    value cannot show a gain of many standard deviations, however good the remedy. With one run of either method
+    there is no spread to compare with, and the text says so."""
     b, r = summarize(baseline), summarize(remedy)
     parts = []
     for key, scale, unit in (("modes", 1, " modes"), ("high_quality", 100, " points"), ("reverse_kl", 1, "")):
@@ -97,6 +103,8 @@ def gain_text(baseline: Sequence[ToyRun], remedy: Sequence[ToyRun]) -> str:
             sds = "one run: no spread across seeds"
         elif spread > 0 and math.isfinite(spread):
             sds = f"{abs(diff) / spread:.1f} standard deviations"
+            if b[key][1] > 0:
+                sds += f"; at most {abs(BEST[key] - b[key][0]) / b[key][1]:.1f} for any remedy"
         else:
             sds = "no spread across seeds"
         parts.append(f"{key.replace('_', ' ')} {diff:+.2f}{unit} ({sds})")
