@@ -121,14 +121,21 @@ def g_once_step(trainer: gp.GANTrainer, real_batch: torch.Tensor) -> gp.StepStat
     return gp.StepStats(d_loss.detach(), g_loss.detach(), trainer.mean_output(out_real), trainer.mean_output(out_fake))
 
 
+def project_trainer(model: str, bf16: bool, g_once: bool = False) -> gp.GANTrainer:
+    """make_trainer's GAN, as this project's path trains it; with ``g_once``, ``g_once_step`` in place of the graded
+    ``train_step``."""
+    trainer = make_trainer(model, bf16=bf16)
+    if g_once:
+        trainer.train_step = functools.partial(g_once_step, trainer)
+    return trainer
+
+
 def project_loop(model: str, images: torch.Tensor, batch: int, bf16: bool, compiled: bool = False,
                  g_once: bool = False) -> Callable[[int, int], float]:
     """This project's path, timed through ``fit`` itself: make_trainer's GAN on in-memory batches. ``compiled``:
     D and G through ``torch.compile``, compiled here by their first steps (printed with their seconds). ``g_once``:
     ``g_once_step`` in place of the graded ``train_step``."""
-    trainer = make_trainer(model, bf16=bf16)
-    if g_once:
-        trainer.train_step = functools.partial(g_once_step, trainer)
+    trainer = project_trainer(model, bf16, g_once)
     batches = Batches(images, batch, seed=0)
     history = None
     if compiled:
@@ -206,9 +213,7 @@ def print_parts(loops: dict[str, Callable[[int, int], float]], steps: int) -> di
 def step_product_flops(model: str, images: torch.Tensor, batch: int, bf16: bool, g_once: bool = False) -> float:
     """Floating-point operations in the matrix products of one step of the project's path (its ``train_step``, or
     ``g_once_step``), counted by ``torch.utils.flop_counter``: fixed by the networks, the batch and the step."""
-    trainer = make_trainer(model, bf16=bf16)
-    if g_once:
-        trainer.train_step = functools.partial(g_once_step, trainer)
+    trainer = project_trainer(model, bf16, g_once)
     batches = Batches(images, batch, seed=0)
     history = fit(trainer, batches, 1, progress=False)  # the first step, not counted, creates the optimizers' state
     with FlopCounterMode(display=False) as counter:
